@@ -1,0 +1,1 @@
+"""The Typer front end of netstate. The library (netstate/) never imports this package."""

@@ -1,0 +1,52 @@
+"""Kernel effects planned as data.
+
+Each action is a frozen record that an executor interprets. Every action is idempotent: it
+states what must be true ("ensure") or absent ("remove"), so replaying it after a crash is
+harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureBridge:
+    """A bridge named `name` exists, is up and carries exactly `address`."""
+
+    network: str
+    name: str
+    address: IPv4Interface
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveBridge:
+    """The bridge is gone, if netstate created it; an adopted bridge is left alone."""
+
+    network: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureVeth:
+    """A veth joins `bridge` to `netns`, where it is `ifname` with `address`, up, routed."""
+
+    endpoint: str
+    host_ifname: str
+    bridge: str
+    netns: str
+    ifname: str
+    address: IPv4Interface
+    gateway: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveVeth:
+    """The host side of an endpoint's veth is gone, which removes its peer too."""
+
+    endpoint: str
+    host_ifname: str
+
+
+Action = EnsureBridge | RemoveBridge | EnsureVeth | RemoveVeth

@@ -1,0 +1,67 @@
+"""The composition root: builds a Netstate from a database path and a namespace choice."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+DEFAULT_DB = Path("/var/lib/netstate/netstate.db")
+DB_ENV = "NETSTATE_DB"
+
+
+def default_db_path(host_netns: str | None = None) -> Path:
+    """Return the database path: NETSTATE_DB, else one per managed namespace under /var/lib."""
+    if os.environ.get(DB_ENV):
+        return Path(os.environ[DB_ENV])
+    if host_netns:
+        # A namespace managed with --host-netns gets its own record, apart from the host's.
+        return DEFAULT_DB.parent / "netns" / host_netns / DEFAULT_DB.name
+    return DEFAULT_DB
+
+
+def current_actor():
+    """Return the actor recorded with each event: OS user, pid and command line."""
+    from netstate.store.eventlog import Actor
+
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    return Actor(user=user, pid=os.getpid(), command=shlex.join(sys.argv))
+
+
+def open_service(db: Path | None = None, *, host_netns: str | None = None, kernel: str = "real"):
+    """Build a Netstate on the database at `db` (default: `default_db_path`).
+
+    Args:
+        db: path of the SQLite database; created and migrated on first use.
+        host_netns: name of a namespace under /run/netns to manage instead of the host's own.
+            The whole process enters it, so call this before starting threads.
+        kernel: "real" for pyroute2, python-iptables and the proxy; "fake" for in-memory
+            adapters that touch nothing.
+    """
+    from netstate.service import Kernel, Netstate
+    from netstate.store.engine import open_database
+    from netstate.store.eventlog import EventStore
+
+    if host_netns:
+        from netstate.kernel.netns import enter_host_netns
+
+        enter_host_netns(host_netns)
+    path = Path(db) if db is not None else default_db_path(host_netns)
+    store = EventStore(open_database(path))
+
+    def build_kernel() -> Kernel:
+        if kernel == "fake":
+            from netstate.kernel.fake import FakeLinks
+
+            return Kernel(FakeLinks(), host_netns)
+        from netstate.kernel.links import Pyroute2Links
+
+        return Kernel(Pyroute2Links(), host_netns)
+
+    return Netstate(store, build_kernel, current_actor(), lambda: datetime.now(UTC))

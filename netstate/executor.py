@@ -1,0 +1,60 @@
+"""The one place where planned actions meet the kernel."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from functools import singledispatchmethod
+
+from netstate.actions import Action, EnsureBridge, EnsureVeth, RemoveBridge, RemoveVeth
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    """Applies actions through the kernel adapters and reports which ones changed something."""
+
+    def __init__(self, links) -> None:
+        self.links = links
+
+    def apply(self, actions: Iterable[Action]) -> list[Action]:
+        """Apply actions in order, stopping at the first failure; return those that changed."""
+        changed = []
+        for action in actions:
+            if self.run(action):
+                changed.append(action)
+        return changed
+
+    def apply_all(self, actions: Iterable[Action]) -> tuple[list[Action], list[Exception]]:
+        """Apply every action even when some fail, as teardown must; return changes and errors."""
+        changed: list[Action] = []
+        errors: list[Exception] = []
+        for action in actions:
+            try:
+                if self.run(action):
+                    changed.append(action)
+            except Exception as err:  # noqa: BLE001 - collected and re-raised by the caller
+                log.warning("action %s failed: %s", action, err)
+                errors.append(err)
+        return changed, errors
+
+    @singledispatchmethod
+    def run(self, action) -> bool:
+        """Apply one action; return True when it changed the kernel."""
+        raise TypeError(f"no interpreter for action {type(action).__name__}")
+
+    @run.register
+    def _(self, action: EnsureBridge) -> bool:
+        return self.links.ensure_bridge(action)
+
+    @run.register
+    def _(self, action: RemoveBridge) -> bool:
+        return self.links.remove_bridge(action)
+
+    @run.register
+    def _(self, action: EnsureVeth) -> bool:
+        return self.links.ensure_veth(action)
+
+    @run.register
+    def _(self, action: RemoveVeth) -> bool:
+        return self.links.remove_veth(action)

@@ -1,0 +1,316 @@
+"""The netstate API: every command a user or a runtime can run, as a method of `Netstate`.
+
+Each mutating method follows one sequence:
+
+1. Validate the input and read what the decision needs from the kernel, changing nothing.
+2. In one write transaction: load the state, decide, append the events, update projections.
+3. After the commit, plan the kernel actions from the events and apply them.
+4. If an action fails, append compensating events, undo what was applied, and raise.
+
+A crash between 2 and 3 leaves the record ahead of the kernel; `restore` or `check --repair`
+converges it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from ipaddress import IPv4Address
+
+from netstate.crash import crashpoint
+from netstate.domain import decide
+from netstate.domain.events import (
+    AddressAllocated,
+    AddressReleased,
+    Event,
+    NetworkCreated,
+    NetworkRemoved,
+)
+from netstate.domain.state import Lease, Network, State, fold
+from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
+from netstate.domain.names import check_endpoint, check_ifname, check_network_name
+from netstate.errors import NetstateError
+from netstate.plan import plan_events
+from netstate.store import projections
+from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An endpoint's lease together with the network it is on."""
+
+    lease: Lease
+    network: Network
+
+    def to_dict(self) -> dict:
+        """Return the JSON form that `netstate allocate --json` prints."""
+        return {
+            "endpoint": self.lease.endpoint,
+            "network": self.network.name,
+            "address": str(self.lease.address),
+            "prefix_length": self.network.subnet.prefixlen,
+            "gateway": str(self.network.gateway),
+            "bridge": self.network.bridge,
+            "subnet": str(self.network.subnet),
+            "netns": self.lease.netns,
+            "ifname": self.lease.ifname,
+            "host_ifname": self.lease.host_ifname,
+        }
+
+
+class Kernel:
+    """The kernel adapters, built on first use so that pure commands never import them."""
+
+    def __init__(self, links, host_netns: str | None) -> None:
+        self.links = links
+        self.host_netns = host_netns
+
+    def host_facts(self) -> HostFacts:
+        """Read routes and nameservers of the managed namespace."""
+        from netstate.kernel.host import read_host_facts
+
+        return read_host_facts(self.links, self.host_netns)
+
+    def close(self) -> None:
+        self.links.close()
+
+
+class Netstate:
+    """The API over one event store and one managed namespace."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        kernel_factory: Callable[[], Kernel],
+        actor: Actor,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self._kernel_factory = kernel_factory
+        self.actor = actor
+        self.clock = clock
+
+    @cached_property
+    def kernel(self) -> Kernel:
+        """The kernel adapters, created when a command first needs them."""
+        return self._kernel_factory()
+
+    @cached_property
+    def executor(self):
+        from netstate.executor import Executor
+
+        return Executor(self.kernel.links)
+
+    def close(self) -> None:
+        """Release the kernel adapters and the database connections."""
+        if "kernel" in self.__dict__:
+            self.kernel.close()
+        self.store.engine.dispose()
+
+    # Networks
+
+    def create_network(
+        self,
+        name: str,
+        *,
+        subnet: str | None = None,
+        gateway: str | None = None,
+        bridge: str | None = None,
+        icc: bool = True,
+    ) -> Network:
+        """Record a network and create (or adopt) its bridge.
+
+        Raises:
+            InvalidInput: a malformed name, subnet or gateway.
+            NetworkExists, SubnetOverlap, NoFreeSubnet, BridgeConflict: the request clashes.
+            KernelError: the bridge could not be set up; the network is then removed again.
+        """
+        check_network_name(name)
+        bridge = check_ifname(bridge if bridge is not None else _default_bridge(name))
+        if subnet is not None:
+            parsed_subnet, parsed_gateway = parse_subnet(subnet, gateway)
+        elif gateway is not None:
+            raise_usage("--gateway needs --subnet")
+        else:
+            parsed_subnet = parsed_gateway = None
+        request = decide.CreateNetwork(name, bridge, parsed_subnet, parsed_gateway, icc)
+
+        facts = self.kernel.host_facts() if subnet is None else HostFacts()
+        observed = self.kernel.links.observe_link(bridge)
+        self._execute(lambda state: decide.create_network(state, request, facts, observed))
+        return self.network(name)
+
+    def remove_network(self, name: str) -> None:
+        """Remove a network that holds no address, and its bridge if netstate created it."""
+        check_network_name(name)
+        self._execute(lambda state: decide.remove_network(state, name))
+
+    def set_icc(self, name: str, icc: bool) -> Network:
+        """Switch inter-container traffic on a network on or off."""
+        check_network_name(name)
+        self._execute(lambda state: decide.set_icc(state, name, icc))
+        return self.network(name)
+
+    def network(self, name: str) -> Network:
+        """Return one recorded network."""
+        return decide.require_network(self.state(), name)
+
+    def networks(self) -> list[Network]:
+        """Return every recorded network, by name."""
+        return sorted(self.state().networks.values(), key=lambda n: n.name)
+
+    # Addresses
+
+    def allocate(
+        self,
+        endpoint: str,
+        *,
+        network: str | None = None,
+        address: str | IPv4Address | None = None,
+        netns: str | None = None,
+        ifname: str | None = None,
+    ) -> Attachment:
+        """Give an endpoint an address, and a veth into `netns` when it is given.
+
+        Without `network`, the default network is used and created on first use. Allocating
+        again for an endpoint that holds an address on the network returns that address.
+        """
+        check_endpoint(endpoint)
+        network_name = check_network_name(network) if network is not None else decide.DEFAULT_NETWORK
+        requested = parse_address(str(address)) if address is not None else None
+        if ifname is not None:
+            check_ifname(ifname)
+        netns_path = None
+        if netns is not None:
+            from netstate.kernel.netns import netns_path as resolve
+
+            netns_path = str(resolve(netns))
+        request = decide.Allocate(endpoint, network_name, requested, netns_path, ifname)
+
+        default_request = self._default_network_request(network_name)
+
+        def decision(state: State) -> list[Event]:
+            events: list[Event] = []
+            if network_name not in state.networks and default_request is not None:
+                events += decide.create_network(state, *default_request)
+                state = fold(events, copy.deepcopy(state))
+            return events + decide.allocate(state, request)
+
+        self._execute(decision)
+        return self.attachment(endpoint, network_name)
+
+    def _default_network_request(self, network_name: str):
+        """Return the arguments to create the default network if it is needed and missing."""
+        if network_name != decide.DEFAULT_NETWORK:
+            return None
+        with self.store.read() as connection:
+            if projections.read_state(connection).networks.get(network_name):
+                return None
+        facts = self.kernel.host_facts()
+        observed = self.kernel.links.observe_link(decide.DEFAULT_BRIDGE)
+        request = decide.CreateNetwork(network_name, decide.DEFAULT_BRIDGE)
+        return request, facts, observed
+
+    def release(self, endpoint: str, *, network: str | None = None) -> list[AddressReleased]:
+        """Unmap every port of the endpoint, then return its address(es) and remove its veths."""
+        check_endpoint(endpoint)
+        if network is not None:
+            check_network_name(network)
+        recorded = self._execute(lambda state: decide.release(state, endpoint, network))
+        return [r.event for r in recorded if isinstance(r.event, AddressReleased)]
+
+    def attachment(self, endpoint: str, network: str) -> Attachment:
+        """Return the endpoint's lease on a network with the network."""
+        state = self.state()
+        lease = state.leases.get((network, endpoint))
+        if lease is None:
+            from netstate.errors import UnknownEndpoint
+
+            raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address on network {network!r}")
+        return Attachment(lease, state.networks[network])
+
+    def attachments(self) -> list[Attachment]:
+        """Return every current lease with its network, ordered by network and address."""
+        state = self.state()
+        found = [Attachment(lease, state.networks[lease.network]) for lease in state.leases.values()]
+        return sorted(found, key=lambda a: (a.network.name, a.lease.address))
+
+    # State and the log
+
+    def state(self) -> State:
+        """Return the current state, read from the projections."""
+        with self.store.read() as connection:
+            return projections.read_state(connection)
+
+    def rebuild(self) -> int:
+        """Recreate the projections from a fold of the whole log; return the events folded."""
+        with self.store.write() as connection:
+            state = State()
+            count = 0
+            for recorded in read_events(connection):
+                state.apply(recorded.event)
+                count += 1
+            projections.write_state(connection, state, last_seq(connection))
+        log.info("projections rebuilt from %d events", count)
+        return count
+
+    # The command sequence
+
+    def _execute(self, decision: Callable[[State], list[Event]]) -> list[Recorded]:
+        with self.store.write() as connection:
+            state = projections.read_state(connection)
+            events = decision(state)
+            crashpoint("before-commit")
+            recorded = append(connection, events, self.actor, self.clock())
+        crashpoint("after-commit")
+        if not recorded:
+            return []
+        actions = plan_events(events, state)
+        if actions:
+            try:
+                self.executor.apply(actions)
+            except NetstateError as err:
+                self._compensate(events, state, err)
+                raise
+        return recorded
+
+    def _compensate(self, events: list[Event], state_after: State, err: Exception) -> None:
+        """Record the undoing of `events` after their effects failed, and undo the effects."""
+        reason = f"effect failed: {err}"
+        undo: list[Event] = []
+        for event in reversed(events):
+            if isinstance(event, AddressAllocated):
+                undo.append(
+                    AddressReleased(
+                        network=event.network, endpoint=event.endpoint,
+                        address=event.address, reason=reason,
+                    )
+                )
+            elif isinstance(event, NetworkCreated):
+                undo.append(NetworkRemoved(network=event.network, reason=reason))
+        if not undo:
+            return
+        with self.store.write() as connection:
+            append(connection, undo, self.actor, self.clock())
+        _changed, errors = self.executor.apply_all(plan_events(undo, state_after))
+        for error in errors:
+            log.error("undoing a failed command left an error: %s", error)
+
+
+def _default_bridge(network: str) -> str:
+    """Return the bridge name for a network created without --bridge."""
+    if network == decide.DEFAULT_NETWORK:
+        return decide.DEFAULT_BRIDGE
+    return f"ns-{network}"[:15]
+
+
+def raise_usage(message: str) -> None:
+    from netstate.errors import InvalidInput
+
+    raise InvalidInput(message)
