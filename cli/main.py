@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli import admin, endpoints, networks
+from cli import admin, audit, endpoints, networks, ports, recovery
 from cli.context import Options
 
 app = typer.Typer(
@@ -56,6 +56,9 @@ def main(
 networks.register(app)
 endpoints.register(app)
 admin.register(app)
+ports.register(app)
+recovery.register(app)
+audit.register(app)
 
 
 def run() -> None:

@@ -84,6 +84,11 @@ def upgrade() -> None:
         sa.Column("last_port", sa.Integer, nullable=False),
     )
     op.create_table(
+        "settings",
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    op.create_table(
         "checkpoints",
         sa.Column("name", sa.Text, primary_key=True),
         sa.Column("seq", sa.Integer, nullable=False),
@@ -91,7 +96,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("checkpoints", "port_cursors", "bindings", "leases", "networks"):
+    for table in ("checkpoints", "settings", "port_cursors", "bindings", "leases", "networks"):
         op.drop_table(table)
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS events_no_update")

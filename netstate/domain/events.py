@@ -136,6 +136,16 @@ class PortUnmapped(Event):
     reason: str = "unmapped"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingChanged(Event):
+    """A host-wide setting was changed; `network` is empty because it concerns the host."""
+
+    type: ClassVar[str] = "SettingChanged"
+
+    key: str
+    value: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -146,6 +156,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AddressReleased,
         PortMapped,
         PortUnmapped,
+        SettingChanged,
     )
 }
 

@@ -23,6 +23,7 @@ from netstate.domain.events import (
     PortMapped,
     PortUnmapped,
     Protocol,
+    SettingChanged,
 )
 
 
@@ -80,6 +81,8 @@ class State:
     bindings: dict[BindingKey, Binding] = field(default_factory=dict)
     # The last host port handed out dynamically, per protocol.
     port_cursors: dict[Protocol, int] = field(default_factory=dict)
+    # Host-wide settings that differ from their defaults, as text.
+    settings: dict[str, str] = field(default_factory=dict)
 
     def leases_on(self, network: str) -> dict[IPv4Address, Lease]:
         """Return the leases of one network keyed by address."""
@@ -152,6 +155,10 @@ class State:
     @apply.register
     def _(self, event: PortUnmapped) -> None:
         self.bindings.pop(BindingKey(event.protocol, event.host_ip, event.host_port), None)
+
+    @apply.register
+    def _(self, event: SettingChanged) -> None:
+        self.settings[event.key] = event.value
 
 
 def fold(events: Iterable[Event], state: State | None = None) -> State:

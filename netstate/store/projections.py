@@ -23,6 +23,7 @@ from netstate.domain.events import (
     PortMapped,
     PortUnmapped,
     Protocol,
+    SettingChanged,
 )
 from netstate.domain.state import Binding, BindingKey, Lease, Network, State
 from netstate.store.schema import (
@@ -32,9 +33,10 @@ from netstate.store.schema import (
     leases,
     networks,
     port_cursors,
+    settings,
 )
 
-_TABLES = (networks, leases, bindings, port_cursors)
+_TABLES = (networks, leases, bindings, port_cursors, settings)
 
 
 @singledispatch
@@ -124,6 +126,13 @@ def _(event: PortUnmapped, connection: Connection, seq: int) -> None:
     connection.execute(delete(bindings).where(where))
 
 
+@project.register
+def _(event: SettingChanged, connection: Connection, seq: int) -> None:
+    upsert = sqlite_insert(settings).values(key=event.key, value=event.value)
+    upsert = upsert.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": event.value})
+    connection.execute(upsert)
+
+
 def set_checkpoint(connection: Connection, seq: int) -> None:
     """Record that the projections reflect every event up to `seq`."""
     upsert = sqlite_insert(checkpoints).values(name=PROJECTIONS_CHECKPOINT, seq=seq)
@@ -169,6 +178,8 @@ def read_state(connection: Connection) -> State:
         )
     for row in connection.execute(select(port_cursors)):
         state.port_cursors[Protocol(row.protocol)] = row.last_port
+    for row in connection.execute(select(settings)):
+        state.settings[row.key] = row.value
     return state
 
 
@@ -218,7 +229,15 @@ def write_state(connection: Connection, state: State, seq: int) -> None:
         for b in state.bindings.values()
     ]
     cursor_rows = [{"protocol": p.value, "last_port": port} for p, port in state.port_cursors.items()]
-    for table, rows in ((networks, network_rows), (leases, lease_rows), (bindings, binding_rows), (port_cursors, cursor_rows)):
+    setting_rows = [{"key": key, "value": value} for key, value in state.settings.items()]
+    tables = (
+        (networks, network_rows),
+        (leases, lease_rows),
+        (bindings, binding_rows),
+        (port_cursors, cursor_rows),
+        (settings, setting_rows),
+    )
+    for table, rows in tables:
         if rows:
             connection.execute(insert(table), rows)
     set_checkpoint(connection, seq)

@@ -70,6 +70,13 @@ port_cursors = Table(
     Column("last_port", Integer, nullable=False),
 )
 
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 # How far each derived view is up to date, as the seq of the last event it reflects.
 checkpoints = Table(
     "checkpoints",

@@ -1,4 +1,4 @@
-"""The netstate API: every command a user or a runtime can run, as a method of `Netstate`.
+"""Networks and addresses, and the command sequence every mutating command follows.
 
 Each mutating method follows one sequence:
 
@@ -81,8 +81,8 @@ class Kernel:
         self.links.close()
 
 
-class Netstate:
-    """The API over one event store and one managed namespace."""
+class Core:
+    """The base of Netstate: the store, the lazily built kernel, and the command sequence."""
 
     def __init__(
         self,

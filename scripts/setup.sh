@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install what netstate, its demo and its tests need on a Debian machine, as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    iproute2 iptables nftables conntrack iputils-ping procps kmod >/dev/null
+
+python3 -m pip install -q -e '.[test]'
+echo "setup: done ($(python3 --version), netstate $(python3 -c 'import netstate; print(netstate.__version__)'))"
