@@ -57,11 +57,12 @@ def open_service(db: Path | None = None, *, host_netns: str | None = None, kerne
 
     def build_kernel() -> Kernel:
         if kernel == "fake":
-            from netstate.kernel.fake import FakeLinks
+            from netstate.kernel.fake import FakeLinks, fake_forwarding
 
-            return Kernel(FakeLinks(), host_netns)
+            return Kernel(FakeLinks(), host_netns, fake_forwarding)
+        from netstate.kernel.forwarding import build_forwarding
         from netstate.kernel.links import Pyroute2Links
 
-        return Kernel(Pyroute2Links(), host_netns)
+        return Kernel(Pyroute2Links(), host_netns, lambda: build_forwarding(path))
 
     return Netstate(store, build_kernel, current_actor(), lambda: datetime.now(UTC))
