@@ -158,8 +158,8 @@ def _check_sizes(host: PortRange | None, container: PortRange, spec: str) -> Non
         return
     raise _spec_error(
         spec,
-        f"host range {host} has {len(host)} ports but container range {container} has "
-        f"{len(container)}; give ranges of the same size, or one container port",
+        f"host ports {host} and container ports {container} differ in count "
+        f"({len(host)} and {len(container)}); give ranges of the same size, or one container port",
     )
 
 
