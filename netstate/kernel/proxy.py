@@ -232,7 +232,7 @@ class ProxySupervisor:
                 return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not Path(f"/proc/{pid}").exists():
+            if not process_alive(pid):
                 return True
             time.sleep(0.01)
         return False
@@ -258,6 +258,20 @@ def _failure_error(failures: list[dict]) -> Exception:
         )
         return KernelError(msg)
     return KernelError(f"the userland proxy cannot listen on {where}: {first.get('error')}{more}")
+
+
+def process_alive(pid: int) -> bool:
+    """Return whether a process exists and has not exited; a zombie counts as exited.
+
+    The proxy outlives the command that started it, so its parent is init, which may reap it
+    late (or, in some containers, never).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses and may contain spaces.
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _signal(pid: int, signum: int) -> None:
