@@ -11,7 +11,7 @@ from cli.output import emit_json, emit_table
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 NetworkOption = Annotated[
-    Optional[str], typer.Option(help="Network of the endpoint's address; needed when it holds several.")
+    Optional[str], typer.Option(help="Network of the address the ports lead to; required when the endpoint has addresses on several networks.")
 ]
 Specs = Annotated[
     list[str],
@@ -119,14 +119,14 @@ def get_setting(
     values = service(ctx).settings()
     if key is not None and key not in values:
         raise typer.BadParameter(f"unknown setting {key!r}; known settings: {', '.join(values)}", param_hint="KEY")
-    shown = {key: values[key]} if key is not None else values
+    selected = {key: values[key]} if key is not None else values
     if json:
-        emit_json(shown)
+        emit_json(selected)
         return
     if key is not None:
         typer.echo(values[key])
         return
-    emit_table(["KEY", "VALUE", "DESCRIPTION"], [[k, v, SETTINGS[k].description] for k, v in shown.items()])
+    emit_table(["KEY", "VALUE", "DESCRIPTION"], [[k, v, SETTINGS[k].description] for k, v in selected.items()])
 
 
 @config_app.command("set")

@@ -104,7 +104,9 @@ def plan_forwarding(state: State) -> list[Action]:
 
     IMPORTANT: the proxy comes before the firewall, so a host port another program holds fails
     the command before any DNAT rule for it exists. The bridges must exist already, since
-    route_localnet is a sysctl of each bridge.
+    route_localnet is a sysctl of each bridge. Apply these actions while holding
+    `Forwarding.locked()`, with `state` read under that lock, or a sync from an older state can
+    remove the rules of a newer one.
     """
     networks = sorted(state.networks.values(), key=lambda n: n.name)
     proxy = userland_proxy_enabled(state)

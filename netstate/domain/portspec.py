@@ -2,7 +2,7 @@
 
     [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp|sctp]
 
-An empty or absent host port asks for a dynamic one. A host range of the same length as the
+An empty or absent host port requests a dynamic one. A host range of the same length as the
 container range maps port to port; a host range with a single container port asks for any one
 free port of that range, as Docker does. Every other combination is rejected, and so is every
 text that does not parse: netstate never reads a malformed port as "any port".
@@ -32,19 +32,19 @@ def _spec_error(spec: str, reason: str) -> InvalidPortSpec:
     return InvalidPortSpec(f"invalid port spec {spec!r}: {reason}", spec=spec)
 
 
-def parse_port(text: str, *, what: str = "port", spec: str | None = None) -> int:
+def parse_port(text: str, *, part: str = "port", spec: str | None = None) -> int:
     """Parse one port number from 1 to 65535.
 
     Raises:
-        InvalidPortSpec: the text is not a decimal number in range; the message names `what`.
+        InvalidPortSpec: the text is not a decimal number in range; the message names `part`.
     """
-    shown = spec if spec is not None else text
+    spec_text = spec if spec is not None else text
     if not _DIGITS.fullmatch(text):
-        raise _spec_error(shown, f"{what} {text!r} is not a port number (1-{MAX_PORT})")
+        raise _spec_error(spec_text, f"{part} {text!r} is not a port number (1-{MAX_PORT})")
     port = int(text)
     if not MIN_PORT <= port <= MAX_PORT:
-        hint = "; leave it empty for a dynamic port" if what == "host port" and port == 0 else ""
-        raise _spec_error(shown, f"{what} {text!r} is out of range {MIN_PORT}-{MAX_PORT}{hint}")
+        hint = "; leave it empty for a dynamic port" if part == "host port" and port == 0 else ""
+        raise _spec_error(spec_text, f"{part} {text!r} is out of range {MIN_PORT}-{MAX_PORT}{hint}")
     return port
 
 
@@ -63,22 +63,22 @@ class PortRange:
             raise _spec_error(f"{self.first}-{self.last}", "the range is reversed")
 
     @classmethod
-    def parse(cls, text: str, *, what: str = "port", spec: str | None = None) -> PortRange:
+    def parse(cls, text: str, *, part: str = "port", spec: str | None = None) -> PortRange:
         """Parse "PORT" or "FIRST-LAST".
 
         Raises:
             InvalidPortSpec: a part is not a port, or FIRST is above LAST.
         """
-        shown = spec if spec is not None else text
+        spec_text = spec if spec is not None else text
         if not _RANGE.fullmatch(text):
-            raise _spec_error(shown, f"{what} {text!r} is not a port number or a range FIRST-LAST")
+            raise _spec_error(spec_text, f"{part} {text!r} is not a port number or a range FIRST-LAST")
         first_text, dash, last_text = text.partition("-")
-        first = parse_port(first_text, what=what, spec=shown)
+        first = parse_port(first_text, part=part, spec=spec_text)
         if not dash:
             return cls(first, first)
-        last = parse_port(last_text, what=what, spec=shown)
+        last = parse_port(last_text, part=part, spec=spec_text)
         if first > last:
-            raise _spec_error(shown, f"{what} range {text!r} is reversed; write {last}-{first}")
+            raise _spec_error(spec_text, f"{part} range {text!r} is reversed; write {last}-{first}")
         return cls(first, last)
 
     def __len__(self) -> int:
@@ -127,10 +127,10 @@ class PortSpec:
         parts = body.split(":")
         if len(parts) > 3:
             raise _spec_error(text, "too many ':'; IPv6 host addresses are not supported")
-        container = PortRange.parse(parts[-1], what="container port", spec=text)
+        container = PortRange.parse(parts[-1], part="container port", spec=text)
         host_ports = None
         if len(parts) >= 2 and parts[-2] != "":
-            host_ports = PortRange.parse(parts[-2], what="host port", spec=text)
+            host_ports = PortRange.parse(parts[-2], part="host port", spec=text)
         host_ip = WILDCARD
         if len(parts) == 3:
             host_ip = _parse_host_ip(parts[0], text)

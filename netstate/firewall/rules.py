@@ -29,7 +29,7 @@ field shows as a missing rule plus an extra one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netstate.domain.ports import userland_proxy_enabled
 from netstate.domain.state import Binding, Network, State
@@ -79,10 +79,13 @@ class Rule:
     protocol: str | None = None
     matches: tuple[Match, ...] = ()
     target_options: tuple[tuple[str, str], ...] = ()
+    # The line `iptables-save` prints for this rule, such as "-A NETSTATE -p tcp ...".
+    text: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def text(self) -> str:
-        """The line `iptables-save` prints for this rule, such as "-A NETSTATE -p tcp ..."."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", self._save_text())
+
+    def _save_text(self) -> str:
         words = ["-A", self.chain]
         fields = (
             ("-s", self.src),
@@ -215,6 +218,8 @@ def _postrouting_chain(networks: list[Network], proxy: bool) -> list[Rule]:
         rules.append(Rule(NAT, CHAIN_POSTROUTING, "MASQUERADE", comment=comment, src=subnet, out_interface=f"!{bridge}"))
         if not proxy:
             # A container reaching a published port of its own network through a host address.
+            # NOTE: a container reaching its own published port also needs hairpin mode on its
+            # bridge port, which netstate does not set.
             rules.append(
                 Rule(NAT, CHAIN_POSTROUTING, "MASQUERADE", comment=comment, src=subnet, out_interface=bridge, matches=(_ctstate("DNAT"),))
             )

@@ -116,7 +116,7 @@ class FirewallChanges:
 
 def plan_changes(desired: Ruleset, observed: ObservedTables) -> FirewallChanges:
     """Return the edits that turn the observed tables into the desired ones."""
-    wanted = desired.by_chain()
+    desired_rules = desired.by_chain()
     desired_chains = set(desired.chains)
     create = tuple(chain for chain in desired.chains if chain not in observed.chains)
 
@@ -124,9 +124,9 @@ def plan_changes(desired: Ruleset, observed: ObservedTables) -> FirewallChanges:
     added: list[str] = []
     removed: list[str] = []
     remaining: dict[tuple[str, str], list[str]] = {}
-    for chain in sorted(set(wanted) | set(observed.chains)):
+    for chain in sorted(set(desired_rules) | set(observed.chains)):
         present = list(observed.chains.get(chain, ()))
-        edit, after = _plan_chain(chain, wanted.get(chain, []), present)
+        edit, after = _plan_chain(chain, desired_rules.get(chain, []), present)
         remaining[chain] = after
         if edit.deletions or edit.insertions:
             edits.append(edit)

@@ -33,15 +33,15 @@ class ConntrackTool:
         Lists the table once, then deletes only the ports that have entries, so the usual
         case costs one process. Returns how many ports had entries deleted.
         """
-        wanted = set(ports)
-        if not wanted:
+        requested = set(ports)
+        if not requested:
             return 0
         listing = self._run("-L", "-p", "udp")
         if listing is None:
             return 0
         present = {int(m.group(1)) for line in listing.splitlines() if (m := _ORIGINAL_DPORT.search(line))}
         flushed = 0
-        for port in sorted(wanted & present):
+        for port in sorted(requested & present):
             if self._run("-D", "-p", "udp", "--orig-port-dst", str(port)) is not None:
                 flushed += 1
                 log.info("conntrack entries for UDP port %d deleted", port)

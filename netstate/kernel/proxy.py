@@ -104,7 +104,7 @@ class ProxySupervisor:
         return started or bool(reply.get("opened") or reply.get("closed"))
 
     def status(self) -> ProxyStatus | None:
-        """Return the running proxy's pid and mappings, or None when none answers."""
+        """Return the running proxy's pid and mappings, or None when no proxy responds."""
         try:
             reply = self._request({"op": "status"})
         except (ConnectionRefusedError, FileNotFoundError):
@@ -117,7 +117,7 @@ class ProxySupervisor:
         try:
             status = self.status()
         except KernelError:
-            status = None  # it does not answer; the pid file still finds it
+            status = None  # it does not respond, so the pid file has to find it
         pid = status.pid if status is not None else _read_pid(self.pid_path)
         if pid is None:
             return False
@@ -209,7 +209,7 @@ class ProxySupervisor:
                         break
                     received += chunk
             except TimeoutError as err:
-                raise KernelError(f"the userland proxy did not answer within {CONTROL_TIMEOUT_S:g} s; see {self.log_path}") from err
+                raise KernelError(f"the userland proxy did not respond within {CONTROL_TIMEOUT_S:g} s; see {self.log_path}") from err
         try:
             return json.loads(received)
         except ValueError as err:

@@ -1,7 +1,7 @@
 """What the proxy and its supervisor share: the mapping list file and the control protocol.
 
-The supervisor writes the mapping list as JSON next to the database, then asks the proxy over
-its control socket to reload it; the proxy answers with the mappings it could not serve.
+The supervisor writes the mapping list as JSON next to the database, then requests a reload over
+the proxy's control socket. The reply lists the mappings the proxy could not serve.
 
 Control protocol: one JSON object per line on an abstract Unix stream socket, one request and
 one reply per connection. Requests: {"op": "reload"} and {"op": "status"}. Abstract sockets

@@ -429,14 +429,14 @@ class ProxyServer:
         A mapping that cannot be served (the port is taken, the address is not local) is
         reported and skipped; every other mapping is served regardless.
         """
-        wanted = {m.key: m for m in mappings}
+        requested = {m.key: m for m in mappings}
         closed = 0
-        for key in [k for k in self.listeners if k not in wanted]:
+        for key in [k for k in self.listeners if k not in requested]:
             self.listeners.pop(key).close()
             closed += 1
 
         opened, failed = 0, []
-        for key, mapping in wanted.items():
+        for key, mapping in requested.items():
             existing = self.listeners.get(key)
             if existing is not None:
                 if existing.mapping != mapping:

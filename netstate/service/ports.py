@@ -19,9 +19,9 @@ class PortCommands:
         """Publish host ports for an endpoint, all of them or none, in one transaction.
 
         Each spec uses Docker's `-p` syntax, such as "8080:80", "127.0.0.1::53/udp" or
-        "9000-9005:9000-9005". The firewall rules and the userland proxy follow the record; if
-        either fails (a host port held by another program, say), the bindings are withdrawn
-        again with compensating events and nothing is left behind.
+        "9000-9005:9000-9005". The firewall rules and the userland proxy follow the record. If
+        either fails, as when another program holds a host port, compensating events withdraw the
+        bindings again and the rules and listeners are removed.
 
         Args:
             endpoint: the endpoint whose address the ports lead to.
