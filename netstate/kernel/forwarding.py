@@ -6,13 +6,11 @@ They are built only when a command changes networks, ports or settings, so that 
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from netstate.errors import KernelError
+from netstate.kernel.locking import exclusive_lock
 
 
 class Forwarding:
@@ -36,15 +34,8 @@ class Forwarding:
         if self.lock_path is None:
             yield
             return
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as err:
-            raise KernelError(f"cannot open the sync lock {self.lock_path}: {err.strerror}") from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(self.lock_path, "sync lock"):
             yield
-        finally:
-            os.close(fd)
 
 
 def state_prefix(db_path: Path) -> Path:

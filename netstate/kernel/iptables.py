@@ -16,14 +16,12 @@ If anything fails before a table's commit, that table is left exactly as it was.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from netstate.errors import KernelError
+from netstate.kernel.locking import exclusive_lock
 from netstate.firewall.rules import Rule, Ruleset
 from netstate.firewall.sync import FirewallChanges, ObservedTables, parse_save, plan_changes
 
@@ -58,7 +56,7 @@ class IptablesFirewall:
 
     def sync(self, ruleset: Ruleset) -> FirewallChanges:
         """Make netstate's chains and rules exactly `ruleset`; return what changed."""
-        with self._xtables_lock():
+        with exclusive_lock(self.lock_path, "xtables lock"):
             changes = plan_changes(ruleset, self.observe())
             if changes.changed:
                 self._apply(changes)
@@ -86,18 +84,6 @@ class IptablesFirewall:
             finally:
                 # Drops the handle, and with it any edit left uncommitted by a failure.
                 _refresh_quietly(table)
-
-    @contextmanager
-    def _xtables_lock(self) -> Iterator[None]:
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as err:
-            raise KernelError(f"cannot open the xtables lock {self.lock_path}: {err.strerror}") from err
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
 
 def _apply_table(table, name: str, changes: FirewallChanges) -> None:
