@@ -49,6 +49,23 @@ class TestSync:
         assert changes.changed
         assert marked_rules(host_ns) == ruleset_texts(desired_ruleset(state))
 
+    def test_many_bindings_of_shared_shapes_are_written_exactly(self, host_ns):
+        extra = [AddressAllocated(network="web", endpoint="c2", address=IPv4Address("10.44.0.3"))]
+        for index in range(300):
+            endpoint, address = ("c1", "10.44.0.2") if index % 2 else ("c2", "10.44.0.3")
+            host_ip = "0.0.0.0" if index % 3 else "192.0.2.10"
+            protocol = (Protocol.TCP, Protocol.UDP, Protocol.SCTP)[index % 3]
+            extra.append(PortMapped(
+                network="web", endpoint=endpoint, protocol=protocol, host_ip=IPv4Address(host_ip),
+                host_port=30000 + index, container_ip=IPv4Address(address), container_port=1000 + index,
+            ))
+        state = state_with(*extra)
+
+        sync(host_ns, state)
+
+        assert marked_rules(host_ns) == ruleset_texts(desired_ruleset(state))
+        assert not sync(host_ns, state).changed
+
     def test_second_sync_changes_nothing(self, host_ns):
         sync(host_ns, state_with())
         before = iptables_save(host_ns)
