@@ -11,6 +11,7 @@ address the client wrote to (IP_PKTINFO), even on a wildcard listener.
 
 Design limitations:
 - SCTP is relayed as a byte stream over one-to-one sockets; message boundaries are not kept.
+  NOTE: the SCTP relay has only run on kernels without SCTP sockets, where listening fails.
 - A mapping whose container address changes keeps its listener, but its open connections and
   flows are closed, since they lead to the old container.
 """

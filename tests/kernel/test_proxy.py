@@ -49,17 +49,25 @@ def pair(make_netns):
 @pytest.fixture
 def supervisor(pair, tmp_path):
     host, _peer = pair
-    made = []
+    supervisors = []
 
     def build(**options) -> ProxySupervisor:
         proxy = ProxySupervisor(tmp_path / "netstate", **options)
-        made.append(proxy)
+        supervisors.append(proxy)
         return proxy
 
     yield build
     with entered(netns_path(host)):
-        for proxy in made:
+        for proxy in supervisors:
             proxy.stop()
+
+
+def sctp_supported() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+    except OSError:
+        return False
+    return True
 
 
 def in_host(pair, function, *args):
@@ -102,6 +110,13 @@ class TestTcp:
         assert caught.value.holder == "another program"
         status = in_host(pair, proxy.status)
         assert [m.host_port for m in status.serving] == [9000]
+
+    @pytest.mark.skipif(sctp_supported(), reason="this kernel supports SCTP sockets, so the error cannot occur")
+    def test_sctp_without_kernel_support_is_reported(self, pair, supervisor):
+        proxy = supervisor()
+
+        with pytest.raises(KernelError, match="does not support sctp sockets.*userland-proxy false"):
+            in_host(pair, proxy.sync, [binding("sctp", 9000, 9000)])
 
     def test_address_not_on_host_is_reported(self, pair, supervisor):
         proxy = supervisor()

@@ -115,7 +115,7 @@ class TestRecordAndKernel:
             "-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment netstate -j NETSTATE",
         ]
 
-    def test_port_held_by_other_program_fails_map_and_leaves_nothing(self, world, servers):
+    def test_map_of_taken_port_leaves_nothing(self, world, servers):
         servers.start(world.host, "tcp", 7070, "squatter")
         rules_before = marked_rules(world.host)
 
@@ -160,7 +160,7 @@ class TestUdpConntrack:
 
 
 class TestInterContainerTraffic:
-    def test_icc_off_drops_between_containers_but_keeps_published_ports(self, world):
+    def test_icc_off_drops_neighbours_only(self, world):
         assert ask(world.ctcp, "udp", "10.88.0.3", 53) is not None
 
         world.netstate("network", "icc", "web", "--off")
@@ -183,3 +183,30 @@ class TestInterContainerTraffic:
         assert ask(world.cudp, "tcp", "10.88.0.2", 80, timeout=1) is None
         assert sum(rule.endswith("-j DROP") for rule in forward) == 1
         assert forward[-1].endswith("-j DROP")
+
+
+class TestConcurrency:
+    def test_parallel_maps_keep_each_others_rules(self, host_ns, netstate_cmd, db_path, reap_proxy):
+        import subprocess
+        import sys
+
+        from tests.conftest import REPO
+
+        netstate_cmd("network", "create", "web", "--subnet", "10.88.0.0/24", "--bridge", "nsbr0")
+        endpoints = [f"p{i}" for i in range(6)]
+        for endpoint in endpoints:
+            netstate_cmd("allocate", endpoint, "--network", "web")
+        command = [sys.executable, "-m", "cli.main", "--db", str(db_path), "--host-netns", host_ns]
+        env = {"PYTHONPATH": str(REPO), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+        running = [
+            subprocess.Popen([*command, "map", endpoint, f"{7000 + i}:80"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+            for i, endpoint in enumerate(endpoints)
+        ]
+        errors = [process.communicate(timeout=60)[1] for process in running]
+
+        assert [process.returncode for process in running] == [0] * len(endpoints), errors
+        dnat = [rule for rule in marked_rules(host_ns)[("nat", "NETSTATE")] if "DNAT" in rule]
+        assert sorted(int(rule.split("--dport ")[1].split()[0]) for rule in dnat) == list(range(7000, 7006))
+        listening = subprocess.run(["ip", "netns", "exec", host_ns, "ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+        assert sorted(int(line.split()[3].rsplit(":", 1)[1]) for line in listening.splitlines()) == list(range(7000, 7006))

@@ -145,3 +145,25 @@ class TestSettingsAndNetworks:
         chains = netstate.kernel.forwarding.firewall.tables.chains
         assert not any(name.startswith("NETSTATE") for _, name in chains)
         assert all(texts == () for texts in chains.values())
+
+
+class TestInterleavedCommands:
+    def test_late_sync_keeps_rules_of_later_command(self, netstate, tmp_path):
+        other = open_service(tmp_path / "netstate.db", kernel="fake")
+        other.__dict__["kernel"] = netstate.kernel  # one kernel, two processes' worth of service
+        first_sync = netstate._sync_forwarding
+
+        def other_command_runs_in_between(events):
+            # The other command commits and syncs after this one committed, before it syncs.
+            other.map_ports("c2", ["9090:80"])
+            first_sync(events)
+
+        netstate._sync_forwarding = other_command_runs_in_between
+        try:
+            netstate.map_ports("c1", ["8080:80"])
+        finally:
+            other.close()
+
+        dnat = [t for t in rules(netstate, "nat", "NETSTATE") if "DNAT" in t]
+        assert len(dnat) == 2
+        assert {m.host_port for m in netstate.kernel.forwarding.proxy.serving} == {8080, 9090}
