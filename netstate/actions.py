@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
 from netstate.domain.events import Protocol
-from netstate.domain.state import Binding
+from netstate.domain.state import Binding, BindingKey
 from netstate.firewall.rules import Ruleset
 
 
@@ -63,9 +63,14 @@ class EnsureSysctl:
 
 @dataclass(frozen=True, slots=True)
 class SyncProxy:
-    """The userland proxy serves exactly `bindings`, and does not run when there are none."""
+    """The userland proxy serves exactly `bindings`, and does not run when there are none.
+
+    A binding the proxy cannot listen on fails the action only if its key is in `required`, or
+    always when `required` is None; any other such failure is logged as a warning.
+    """
 
     bindings: tuple[Binding, ...]
+    required: frozenset[BindingKey] | None = None
 
 
 @dataclass(frozen=True, slots=True)

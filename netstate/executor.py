@@ -83,7 +83,7 @@ class Executor:
 
     @run.register
     def _(self, action: SyncProxy) -> bool:
-        return self.forwarding.proxy.sync(action.bindings)
+        return self.forwarding.proxy.sync(action.bindings, required=action.required)
 
     @run.register
     def _(self, action: SyncFirewall) -> bool:

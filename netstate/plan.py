@@ -29,7 +29,7 @@ from netstate.domain.events import (
     SettingChanged,
 )
 from netstate.domain.ports import userland_proxy_enabled
-from netstate.domain.state import Lease, Network, State
+from netstate.domain.state import BindingKey, Lease, Network, State
 from netstate.firewall.rules import desired_ruleset
 
 IP_FORWARD = "net/ipv4/ip_forward"
@@ -99,8 +99,11 @@ def touches_forwarding(events: Iterable[Event]) -> bool:
     return any(isinstance(event, FORWARDING_EVENTS) for event in events)
 
 
-def plan_forwarding(state: State) -> list[Action]:
+def plan_forwarding(state: State, required: frozenset[BindingKey] | None = None) -> list[Action]:
     """Return the actions that make sysctls, proxy and firewall match the whole of `state`.
+
+    `required` names the bindings whose proxy listener must open for the sync to succeed,
+    usually those a command just mapped; None requires every binding.
 
     IMPORTANT: the proxy comes before the firewall, so a host port another program holds fails
     the command before any DNAT rule for it exists. The bridges must exist already, since
@@ -118,9 +121,16 @@ def plan_forwarding(state: State) -> list[Action]:
         # Localhost clients DNATed out through the bridge need route_localnet without the proxy.
         actions.append(EnsureSysctl(route_localnet_key(network.bridge), "0" if proxy else "1"))
     bindings = tuple(sorted(state.bindings.values(), key=lambda b: b.key)) if proxy else ()
-    actions.append(SyncProxy(bindings))
+    actions.append(SyncProxy(bindings, required))
     actions.append(SyncFirewall(desired_ruleset(state)))
     return actions
+
+
+def mapped_keys(events: Iterable[Event]) -> frozenset[BindingKey]:
+    """Return the host ports that `events` map."""
+    return frozenset(
+        BindingKey(event.protocol, event.host_ip, event.host_port) for event in events if isinstance(event, PortMapped)
+    )
 
 
 def route_localnet_key(bridge: str) -> str:

@@ -147,15 +147,19 @@ class FakeProxy:
         self.running = False
         self.taken: set[tuple[str, str, int]] = set()
 
-    def sync(self, bindings) -> bool:
+    def sync(self, bindings, required=None) -> bool:
         from netstate.errors import PortInUse
         from netstate.kernel.proxy import to_mapping
 
+        bindings = list(bindings)
         mappings = tuple(sorted((to_mapping(b) for b in bindings), key=lambda m: m.key))
         before = (self.running, self.serving)
         served = tuple(m for m in mappings if m.key not in self.taken)
         self.serving, self.running = served, bool(mappings)
-        failed = [m for m in mappings if m.key in self.taken]
+        failed = [
+            to_mapping(b) for b in bindings
+            if to_mapping(b).key in self.taken and (required is None or b.key in required)
+        ]
         if failed:
             where = f"{failed[0].host_ip}:{failed[0].host_port}/{failed[0].protocol}"
             raise PortInUse(f"host port {where} is in use by another program", holder="another program")

@@ -22,10 +22,12 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import netstate
-from netstate.domain.state import Binding
+from netstate.domain.events import Protocol
+from netstate.domain.state import Binding, BindingKey
 from netstate.errors import KernelError, PortInUse
 from netstate.proxy.config import ProxyMapping, control_name, encode_message, read_config, write_config
 
@@ -76,14 +78,16 @@ class ProxySupervisor:
         self.ready_timeout = ready_timeout
         self._started: subprocess.Popen | None = None
 
-    def sync(self, bindings: Iterable[Binding]) -> bool:
+    def sync(self, bindings: Iterable[Binding], required: frozenset[BindingKey] | None = None) -> bool:
         """Serve exactly `bindings`, starting or stopping the proxy as needed.
 
         Returns True when a listener was opened or closed, or the process started or stopped.
 
         Raises:
-            PortInUse: another program holds a host port.
-            KernelError: the proxy cannot start, or cannot listen on a port for another reason.
+            PortInUse: another program holds the host port of a required binding (every binding
+                when `required` is None); other failures are logged as warnings.
+            KernelError: the proxy cannot start, or cannot listen on a required binding's port
+                for another reason.
         """
         mappings = sorted((to_mapping(b) for b in bindings), key=lambda m: m.key)
         if read_config(self.config_path) != mappings:
@@ -99,8 +103,13 @@ class ProxySupervisor:
         reply = self._request({"op": "reload"})
         if "error" in reply:
             raise KernelError(f"the userland proxy cannot reload: {reply['error']}; see {self.log_path}")
-        if reply.get("failed"):
-            raise _failure_error(reply["failed"])
+        failures = reply.get("failed", [])
+        fatal = [f for f in failures if required is None or _failure_key(f) in required]
+        for failure in failures:
+            if failure not in fatal:
+                log.warning("userland proxy cannot serve a recorded port: %s", _failure_error([failure]))
+        if fatal:
+            raise _failure_error(fatal)
         return started or bool(reply.get("opened") or reply.get("closed"))
 
     def status(self) -> ProxyStatus | None:
@@ -236,6 +245,11 @@ class ProxySupervisor:
                 return True
             time.sleep(0.01)
         return False
+
+
+def _failure_key(failure: dict) -> BindingKey:
+    mapping = failure["mapping"]
+    return BindingKey(Protocol(mapping["protocol"]), IPv4Address(mapping["host_ip"]), mapping["host_port"])
 
 
 def _failure_error(failures: list[dict]) -> Exception:

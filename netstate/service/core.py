@@ -36,7 +36,7 @@ from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
 from netstate.errors import NetstateError
-from netstate.plan import plan_conntrack, plan_events, plan_forwarding, touches_forwarding
+from netstate.plan import mapped_keys, plan_conntrack, plan_events, plan_forwarding, touches_forwarding
 from netstate.store import projections
 from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
 
@@ -298,10 +298,13 @@ class Core:
         IMPORTANT: the state is read again under the sync lock instead of reusing the one the
         command decided on. When two commands commit one after the other, whichever syncs last
         then works from a state that holds both, so it never removes the other's rules.
+
+        Only the ports these events map must open in the proxy: a recorded port that another
+        program took since is drift for `check` to report, and must not fail every command.
         """
         forwarding = self.kernel.forwarding
         with forwarding.locked():
-            self.executor.apply(plan_forwarding(self.state()))
+            self.executor.apply(plan_forwarding(self.state(), required=mapped_keys(events)))
         self.executor.apply(plan_conntrack(events))
 
     def _compensate(self, events: list[Event], state_after: State, err: Exception) -> None:

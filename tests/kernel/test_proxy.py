@@ -111,6 +111,20 @@ class TestTcp:
         status = in_host(pair, proxy.status)
         assert [m.host_port for m in status.serving] == [9000]
 
+    def test_failure_outside_required_bindings_is_only_logged(self, pair, supervisor, caplog):
+        with entered(netns_path(pair[0])):
+            squatter = socket.socket()
+        squatter.bind(("0.0.0.0", 9001))
+        squatter.listen()
+        proxy = supervisor()
+        required = frozenset({binding("tcp", 9000, 9000).key})
+
+        with squatter:
+            in_host(pair, proxy.sync, [binding("tcp", 9000, 9000), binding("tcp", 9001, 9001)], required)
+
+        assert [m.host_port for m in in_host(pair, proxy.status).serving] == [9000]
+        assert "host port 0.0.0.0:9001/tcp is in use by another program" in caplog.text
+
     @pytest.mark.skipif(sctp_supported(), reason="this kernel supports SCTP sockets, so the error cannot occur")
     def test_sctp_without_kernel_support_is_reported(self, pair, supervisor):
         proxy = supervisor()

@@ -78,6 +78,16 @@ class TestMap:
         assert not any("DNAT" in t for t in rules(netstate, "nat", "NETSTATE"))
         assert proxy.running is False
 
+    def test_port_taken_later_does_not_fail_other_commands(self, netstate):
+        netstate.map_ports("c1", ["8080:80"])
+        netstate.kernel.forwarding.proxy.taken.add(("tcp", "0.0.0.0", 8080))
+
+        netstate.map_ports("c2", ["9090:80"])
+        netstate.set_icc("web", False)
+
+        assert sorted(b.key.host_port for b in netstate.bindings()) == [8080, 9090]
+        assert [m.host_port for m in netstate.kernel.forwarding.proxy.serving] == [9090]
+
     def test_firewall_failure_is_compensated(self, netstate):
         netstate.kernel.forwarding.firewall.fail = True
 
