@@ -18,6 +18,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import struct
@@ -161,9 +162,23 @@ async def _run(options: argparse.Namespace) -> int:
     return 0
 
 
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard limit and return it.
+
+    Each listener takes one descriptor and each relayed TCP connection six (two sockets, two
+    pipes), so the common soft limit of 1,024 would cap the proxy near 1,000 ports.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s netstate-proxy[%(process)d] %(levelname)s: %(message)s")
+    limit = raise_open_files_limit()
+    log.info("open files limit %d", limit)
     return asyncio.run(_run(options))
 
 
