@@ -65,8 +65,8 @@ class EnsureSysctl:
 class SyncProxy:
     """The userland proxy serves exactly `bindings`, and does not run when there are none.
 
-    A binding the proxy cannot listen on fails the action only if its key is in `required`, or
-    always when `required` is None; any other such failure is logged as a warning.
+    A binding the proxy cannot listen on fails the action if its key is in `required`, or
+    whatever its key when `required` is None. Any other such failure is logged as a warning.
     """
 
     bindings: tuple[Binding, ...]

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SAVE_COMMAND = "iptables-legacy-save"
 SAVE_TIMEOUT_S = 30
-# Where iptables-legacy takes its lock; XTABLES_LOCKFILE overrides it for iptables too.
+# The lock file iptables-legacy takes; XTABLES_LOCKFILE overrides it for iptables too.
 DEFAULT_XTABLES_LOCK = "/run/xtables.lock"
 
 
@@ -67,7 +67,7 @@ class IptablesFirewall:
                 _names(changes.create_chains), _names(changes.delete_chains),
             )
         for table, chain in changes.kept_chains:
-            log.warning("chain %s in table %s is no longer needed but holds rules netstate did not create; left in place", chain, table)
+            log.warning("chain %s in table %s is no longer needed but contains rules netstate did not create; left in place", chain, table)
         return changes
 
     def _apply(self, changes: FirewallChanges) -> None:
@@ -106,7 +106,7 @@ def _apply_table(table, name: str, changes: FirewallChanges) -> None:
 
 
 def _check_length(table, edit) -> None:
-    """Raise unless the chain holds as many rules as observed, so the positions are valid.
+    """Raise unless the chain contains as many rules as observed, so the positions are valid.
 
     Only a program that writes the tables without taking the xtables lock can get in between.
     """
@@ -158,7 +158,7 @@ class EntryBuilder:
             for option, value in rule.target_options:
                 target.parse(option, value)
         # NOTE: python-iptables 1.2.0's public final_check() re-parses every option by capturing
-        # C stdout through a pipe (about 0.4 ms per rule); the modules' own checks are enough.
+        # C stdout through a pipe, about 0.4 ms per rule. The modules' own checks are enough.
         for module in (*matches, comment, target):
             module._final_check()
         return built.rule
