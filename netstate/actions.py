@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
+from netstate.domain.events import Protocol
+from netstate.domain.state import Binding, BindingKey
+from netstate.firewall.rules import Ruleset
+
 
 @dataclass(frozen=True, slots=True)
 class EnsureBridge:
@@ -49,4 +53,42 @@ class RemoveVeth:
     host_ifname: str
 
 
-Action = EnsureBridge | RemoveBridge | EnsureVeth | RemoveVeth
+@dataclass(frozen=True, slots=True)
+class EnsureSysctl:
+    """The sysctl at `key`, a path under /proc/sys such as "net/ipv4/ip_forward", is `value`."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncProxy:
+    """The userland proxy serves exactly `bindings`, and does not run when there are none.
+
+    A binding the proxy cannot listen on fails the action if its key is in `required`, or
+    whatever its key when `required` is None. Any other such failure is logged as a warning.
+    """
+
+    bindings: tuple[Binding, ...]
+    required: frozenset[BindingKey] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncFirewall:
+    """netstate's chains and rules are exactly `ruleset`; rules without the mark stay as they are."""
+
+    ruleset: Ruleset
+
+
+@dataclass(frozen=True, slots=True)
+class FlushConntrack:
+    """No conntrack entry of `protocol` is left for the host `ports` (original destination)."""
+
+    protocol: Protocol
+    ports: tuple[int, ...]
+
+
+Action = (
+    EnsureBridge | RemoveBridge | EnsureVeth | RemoveVeth
+    | EnsureSysctl | SyncProxy | SyncFirewall | FlushConntrack
+)

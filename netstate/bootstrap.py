@@ -57,11 +57,38 @@ def open_service(db: Path | None = None, *, host_netns: str | None = None, kerne
 
     def build_kernel() -> Kernel:
         if kernel == "fake":
-            from netstate.kernel.fake import FakeLinks
+            from netstate.kernel.fake import FakeLinks, fake_forwarding
 
-            return Kernel(FakeLinks(), host_netns)
-        from netstate.kernel.links import Pyroute2Links
+            return Kernel(FakeLinks(), host_netns, fake_forwarding)
+        from netstate.kernel.forwarding import build_forwarding
 
-        return Kernel(Pyroute2Links(), host_netns)
+        return Kernel(_BuiltOnFirstUse(_pyroute2_links), host_netns, lambda: build_forwarding(path))
 
     return Netstate(store, build_kernel, current_actor(), lambda: datetime.now(UTC))
+
+
+def _pyroute2_links():
+    from netstate.kernel.links import Pyroute2Links
+
+    return Pyroute2Links()
+
+
+class _BuiltOnFirstUse:
+    """Stands in for an adapter and builds it on first use.
+
+    A command that changes only ports or settings never touches links, so it never pays the
+    0.3 s import of pyroute2 nor opens netlink.
+    """
+
+    def __init__(self, build) -> None:
+        self._build = build
+        self._built = None
+
+    def __getattr__(self, name: str):
+        if self._built is None:
+            self._built = self._build()
+        return getattr(self._built, name)
+
+    def close(self) -> None:
+        if self._built is not None:
+            self._built.close()

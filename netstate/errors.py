@@ -34,7 +34,11 @@ class InvalidAddress(InvalidInput):
 
 
 class InvalidPortSpec(InvalidInput):
-    """A port publishing spec does not parse or is out of range."""
+    """A port publishing spec does not parse or is out of range; `spec` is the text given."""
+
+    def __init__(self, message: str, *, spec: str) -> None:
+        super().__init__(message)
+        self.spec = spec
 
 
 class InvalidTime(InvalidInput):

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from functools import singledispatchmethod
+from collections.abc import Callable, Iterable
+from functools import cached_property, singledispatchmethod
 
-from netstate.actions import Action, EnsureBridge, EnsureVeth, RemoveBridge, RemoveVeth
+from netstate.actions import (
+    Action,
+    EnsureBridge,
+    EnsureSysctl,
+    EnsureVeth,
+    FlushConntrack,
+    RemoveBridge,
+    RemoveVeth,
+    SyncFirewall,
+    SyncProxy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -14,8 +24,16 @@ log = logging.getLogger(__name__)
 class Executor:
     """Applies actions through the kernel adapters and reports which ones changed something."""
 
-    def __init__(self, links) -> None:
+    def __init__(self, links, forwarding: Callable[[], object] | None = None) -> None:
         self.links = links
+        self._forwarding_factory = forwarding
+
+    @cached_property
+    def forwarding(self):
+        """The firewall, proxy, sysctl and conntrack adapters, built on first use."""
+        if self._forwarding_factory is None:
+            raise TypeError("this executor was built without forwarding adapters")
+        return self._forwarding_factory()
 
     def apply(self, actions: Iterable[Action]) -> list[Action]:
         """Apply actions in order, stopping at the first failure; return those that changed."""
@@ -58,3 +76,20 @@ class Executor:
     @run.register
     def _(self, action: RemoveVeth) -> bool:
         return self.links.remove_veth(action)
+
+    @run.register
+    def _(self, action: EnsureSysctl) -> bool:
+        return self.forwarding.sysctl.ensure(action.key, action.value)
+
+    @run.register
+    def _(self, action: SyncProxy) -> bool:
+        return self.forwarding.proxy.sync(action.bindings, required=action.required)
+
+    @run.register
+    def _(self, action: SyncFirewall) -> bool:
+        return self.forwarding.firewall.sync(action.ruleset).changed
+
+    @run.register
+    def _(self, action: FlushConntrack) -> bool:
+        # Only UDP entries are ever planned; the adapter logs its own failures.
+        return self.forwarding.conntrack.flush_udp(action.ports) > 0

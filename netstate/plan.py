@@ -5,15 +5,36 @@ from __future__ import annotations
 from collections.abc import Iterable
 from ipaddress import IPv4Interface
 
-from netstate.actions import Action, EnsureBridge, EnsureVeth, RemoveBridge, RemoveVeth
+from netstate.actions import (
+    Action,
+    EnsureBridge,
+    EnsureSysctl,
+    EnsureVeth,
+    FlushConntrack,
+    RemoveBridge,
+    RemoveVeth,
+    SyncFirewall,
+    SyncProxy,
+)
 from netstate.domain.events import (
     AddressAllocated,
     AddressReleased,
     Event,
+    IccChanged,
     NetworkCreated,
     NetworkRemoved,
+    PortMapped,
+    PortUnmapped,
+    Protocol,
+    SettingChanged,
 )
-from netstate.domain.state import Lease, Network, State
+from netstate.domain.ports import userland_proxy_enabled
+from netstate.domain.state import BindingKey, Lease, Network, State
+from netstate.firewall.rules import desired_ruleset
+
+IP_FORWARD = "net/ipv4/ip_forward"
+# Events after which the firewall, the proxy and the sysctls are synced with the whole state.
+FORWARDING_EVENTS = (NetworkCreated, NetworkRemoved, IccChanged, PortMapped, PortUnmapped, SettingChanged)
 
 
 def bridge_address(network: Network) -> IPv4Interface:
@@ -65,9 +86,67 @@ def plan_events(events: Iterable[Event], before: State) -> list[Action]:
 
 
 def plan_state(state: State) -> list[Action]:
-    """Return every action that makes the kernel match `state`: bridges first, then veths."""
+    """Return every action that makes the kernel match `state`: bridges, veths, forwarding."""
     actions: list[Action] = [ensure_bridge(n) for n in sorted(state.networks.values(), key=lambda n: n.name)]
     for lease in sorted(state.leases.values(), key=lambda l: (l.network, l.endpoint)):
         if lease.netns:
             actions.append(ensure_veth(state.networks[lease.network], lease))
+    return actions + plan_forwarding(state)
+
+
+def touches_forwarding(events: Iterable[Event]) -> bool:
+    """Return whether `events` change what the firewall, the proxy or the sysctls must hold."""
+    return any(isinstance(event, FORWARDING_EVENTS) for event in events)
+
+
+def plan_forwarding(state: State, required: frozenset[BindingKey] | None = None) -> list[Action]:
+    """Return the actions that make sysctls, proxy and firewall match the whole of `state`.
+
+    `required` names the bindings whose proxy listener must open for the sync to succeed,
+    usually those a command just mapped; None requires every binding.
+
+    IMPORTANT: the proxy comes before the firewall, so a host port another program holds fails
+    the command before any DNAT rule for it exists. The bridges must exist already, since
+    route_localnet is a sysctl of each bridge. Apply these actions while holding
+    `Forwarding.locked()`, with `state` read under that lock, or a sync from an older state can
+    remove the rules of a newer one.
+    """
+    networks = sorted(state.networks.values(), key=lambda n: n.name)
+    proxy = userland_proxy_enabled(state)
+    actions: list[Action] = []
+    if networks:
+        # Never switched back off: other software on the host may rely on forwarding too.
+        actions.append(EnsureSysctl(IP_FORWARD, "1"))
+    for network in networks:
+        # Localhost clients DNATed out through the bridge need route_localnet without the proxy.
+        actions.append(EnsureSysctl(route_localnet_key(network.bridge), "0" if proxy else "1"))
+    bindings = tuple(sorted(state.bindings.values(), key=lambda b: b.key)) if proxy else ()
+    actions.append(SyncProxy(bindings, required))
+    actions.append(SyncFirewall(desired_ruleset(state)))
     return actions
+
+
+def mapped_keys(events: Iterable[Event]) -> frozenset[BindingKey]:
+    """Return the host ports that `events` map."""
+    return frozenset(
+        BindingKey(event.protocol, event.host_ip, event.host_port) for event in events if isinstance(event, PortMapped)
+    )
+
+
+def route_localnet_key(bridge: str) -> str:
+    """Return the sysctl key of a bridge's route_localnet."""
+    return f"net/ipv4/conf/{bridge}/route_localnet"
+
+
+def plan_conntrack(events: Iterable[Event]) -> list[Action]:
+    """Return the deletion of conntrack entries for UDP host ports that `events` map or unmap.
+
+    Entries are deleted on map too: datagrams sent while no mapping existed leave an entry
+    without DNAT that would otherwise keep the new mapping from being used.
+    """
+    ports = sorted({
+        event.host_port
+        for event in events
+        if isinstance(event, (PortMapped, PortUnmapped)) and event.protocol is Protocol.UDP
+    })
+    return [FlushConntrack(Protocol.UDP, tuple(ports))] if ports else []

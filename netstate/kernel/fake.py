@@ -89,3 +89,122 @@ class FakeLinks:
     def remove_veth(self, action: RemoveVeth) -> bool:
         self._record(action)
         return self.links.pop(action.host_ifname, None) is not None
+
+
+class FakeFirewall:
+    """Firewall adapter over in-memory tables, planned by the same code as the real one."""
+
+    BUILTIN = {
+        "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+        "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    }
+
+    def __init__(self) -> None:
+        from netstate.firewall.sync import ObservedTables
+
+        chains = {(table, name): () for table, names in self.BUILTIN.items() for name in names}
+        self.tables = ObservedTables(chains)
+        self.fail = False
+        self.syncs = 0
+
+    def observe(self):
+        return self.tables
+
+    def sync(self, ruleset):
+        from netstate.firewall.sync import apply_to_texts, plan_changes
+
+        if self.fail:
+            raise KernelError("fake firewall failure")
+        changes = plan_changes(ruleset, self.tables)
+        self.tables = apply_to_texts(self.tables, changes)
+        self.syncs += 1
+        return changes
+
+    def rules(self, table: str, chain: str) -> list[str]:
+        """Return the rule texts of one chain (empty when it does not exist)."""
+        return list(self.tables.chains.get((table, chain), ()))
+
+    def insert_foreign(self, table: str, chain: str, text: str, position: int = 0) -> None:
+        """Insert a rule as another program would, creating the chain if needed."""
+        from netstate.firewall.sync import ObservedTables
+
+        chains = dict(self.tables.chains)
+        texts = list(chains.get((table, chain), ()))
+        texts.insert(position, text)
+        chains[(table, chain)] = tuple(texts)
+        self.tables = ObservedTables(chains)
+
+
+class FakeProxy:
+    """Proxy supervisor that records the mappings it would serve.
+
+    Host ports listed in `taken` as (protocol, host_ip, host_port) fail like ports held by
+    another program.
+    """
+
+    def __init__(self) -> None:
+        self.serving: tuple = ()
+        self.running = False
+        self.taken: set[tuple[str, str, int]] = set()
+
+    def sync(self, bindings, required=None) -> bool:
+        from netstate.errors import PortInUse
+        from netstate.kernel.proxy import to_mapping
+
+        bindings = list(bindings)
+        mappings = tuple(sorted((to_mapping(b) for b in bindings), key=lambda m: m.key))
+        before = (self.running, self.serving)
+        served = tuple(m for m in mappings if m.key not in self.taken)
+        self.serving, self.running = served, bool(mappings)
+        failed = [
+            to_mapping(b) for b in bindings
+            if to_mapping(b).key in self.taken and (required is None or b.key in required)
+        ]
+        if failed:
+            where = f"{failed[0].host_ip}:{failed[0].host_port}/{failed[0].protocol}"
+            raise PortInUse(f"host port {where} is in use by another program", holder="another program")
+        return before != (self.running, self.serving)
+
+    def status(self):
+        from netstate.kernel.proxy import ProxyStatus
+
+        return ProxyStatus(pid=0, serving=self.serving) if self.running else None
+
+    def stop(self) -> bool:
+        was = self.running
+        self.running, self.serving = False, ()
+        return was
+
+
+class FakeSysctl:
+    """Sysctls in a dict; every key reads as "0" until set."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def read(self, key: str) -> str | None:
+        return self.values.get(key, "0")
+
+    def ensure(self, key: str, value: str) -> bool:
+        changed = self.read(key) != value
+        self.values[key] = value
+        return changed
+
+
+class FakeConntrack:
+    """Records the UDP ports whose conntrack entries would be deleted."""
+
+    def __init__(self) -> None:
+        self.flushed: list[int] = []
+
+    def flush_udp(self, ports) -> int:
+        ports = sorted(set(ports))
+        self.flushed += ports
+        return len(ports)
+
+
+def fake_forwarding():
+    """Return a Forwarding bundle of fakes."""
+    from netstate.kernel.forwarding import Forwarding
+
+    return Forwarding(FakeFirewall(), FakeProxy(), FakeSysctl(), FakeConntrack())

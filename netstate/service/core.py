@@ -29,12 +29,14 @@ from netstate.domain.events import (
     Event,
     NetworkCreated,
     NetworkRemoved,
+    PortMapped,
 )
+from netstate.domain.ports import withdrawal
 from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
 from netstate.errors import NetstateError
-from netstate.plan import plan_events
+from netstate.plan import mapped_keys, plan_conntrack, plan_events, plan_forwarding, touches_forwarding
 from netstate.store import projections
 from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
 
@@ -67,9 +69,17 @@ class Attachment:
 class Kernel:
     """The kernel adapters, built on first use so that pure commands never import them."""
 
-    def __init__(self, links, host_netns: str | None) -> None:
+    def __init__(self, links, host_netns: str | None, forwarding_factory: Callable[[], object] | None = None) -> None:
         self.links = links
         self.host_netns = host_netns
+        self._forwarding_factory = forwarding_factory
+
+    @cached_property
+    def forwarding(self):
+        """Firewall, proxy, sysctls and conntrack (`netstate.kernel.forwarding.Forwarding`)."""
+        if self._forwarding_factory is None:
+            raise TypeError("this kernel was built without forwarding adapters")
+        return self._forwarding_factory()
 
     def host_facts(self) -> HostFacts:
         """Read routes and nameservers of the managed namespace."""
@@ -105,7 +115,7 @@ class Core:
     def executor(self):
         from netstate.executor import Executor
 
-        return Executor(self.kernel.links)
+        return Executor(self.kernel.links, lambda: self.kernel.forwarding)
 
     def close(self) -> None:
         """Release the kernel adapters and the database connections."""
@@ -271,21 +281,40 @@ class Core:
         crashpoint("after-commit")
         if not recorded:
             return []
-        actions = plan_events(events, state)
-        if actions:
-            try:
+        try:
+            actions = plan_events(events, state)
+            if actions:
                 self.executor.apply(actions)
-            except NetstateError as err:
-                self._compensate(events, state, err)
-                raise
+            if touches_forwarding(events):
+                self._sync_forwarding(events)
+        except NetstateError as err:
+            self._compensate(events, state, err)
+            raise
         return recorded
+
+    def _sync_forwarding(self, events: list[Event]) -> None:
+        """Bring firewall, proxy and sysctls to the current record, then clear stale conntrack.
+
+        IMPORTANT: the state is read again under the sync lock instead of reusing the one the
+        command decided on. When two commands commit one after the other, whichever syncs last
+        then works from a state that holds both, so it never removes the other's rules.
+
+        Only the ports these events map must open in the proxy: a recorded port that another
+        program took since is drift for `check` to report, and must not fail every command.
+        """
+        forwarding = self.kernel.forwarding
+        with forwarding.locked():
+            self.executor.apply(plan_forwarding(self.state(), required=mapped_keys(events)))
+        self.executor.apply(plan_conntrack(events))
 
     def _compensate(self, events: list[Event], state_after: State, err: Exception) -> None:
         """Record the undoing of `events` after their effects failed, and undo the effects."""
         reason = f"effect failed: {err}"
         undo: list[Event] = []
         for event in reversed(events):
-            if isinstance(event, AddressAllocated):
+            if isinstance(event, PortMapped):
+                undo.append(withdrawal(event, reason))
+            elif isinstance(event, AddressAllocated):
                 undo.append(
                     AddressReleased(
                         network=event.network, endpoint=event.endpoint,
@@ -299,6 +328,11 @@ class Core:
         with self.store.write() as connection:
             append(connection, undo, self.actor, self.clock())
         _changed, errors = self.executor.apply_all(plan_events(undo, state_after))
+        if touches_forwarding(undo):
+            try:
+                self._sync_forwarding(undo)
+            except NetstateError as error:
+                errors.append(error)
         for error in errors:
             log.error("undoing a failed command left an error: %s", error)
 
