@@ -64,9 +64,7 @@ def parse_subnet(text: str, gateway: str | None = None) -> tuple[IPv4Network, IP
     if "/" not in text:
         raise InvalidSubnet(f"invalid subnet {text!r}: missing prefix length, as in 10.44.0.0/24")
     subnet = interface.network
-    if subnet.prefixlen == 32:
-        msg = f"invalid subnet {text!r}: a /32 has no address for a container; use /30 or larger"
-        raise InvalidSubnet(msg)
+    check_size(subnet, text)
 
     host_bits_set = interface.ip != subnet.network_address
     if gateway is not None:
@@ -80,6 +78,14 @@ def parse_subnet(text: str, gateway: str | None = None) -> tuple[IPv4Network, IP
         chosen = subnet.network_address + 1
     check_gateway(subnet, chosen)
     return subnet, chosen
+
+
+def check_size(subnet: IPv4Network, text: str | None = None) -> None:
+    """Raise InvalidSubnet for a /32, which leaves no address for a container."""
+    if subnet.prefixlen == 32:
+        shown = repr(text) if text is not None else str(subnet)
+        msg = f"invalid subnet {shown}: a /32 has no address for a container; use /30 or larger"
+        raise InvalidSubnet(msg)
 
 
 def check_gateway(subnet: IPv4Network, gateway: IPv4Address) -> None:
