@@ -7,6 +7,7 @@ returns every event the request causes or raises a NetstateError. Port decisions
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -22,7 +23,7 @@ from netstate.domain.events import (
     PortUnmapped,
 )
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
-from netstate.domain.state import State
+from netstate.domain.state import State, fold
 from netstate.errors import (
     BridgeConflict,
     Conflict,
@@ -104,6 +105,7 @@ def create_network(
         subnet, gateway, rejected = subnets.choose_subnet(facts, recorded)
     else:
         subnet = request.subnet
+        subnets.check_size(subnet)
         gateway = request.gateway or subnet.network_address + 1
         subnets.check_gateway(subnet, gateway)
         subnets.check_no_overlap(subnet, recorded)
@@ -246,6 +248,30 @@ def release(state: State, endpoint: str, network: str | None = None, reason: str
             )
         )
     return events
+
+
+def undo(state: State, events: list[Event], reason: str) -> list[Event]:
+    """Decide how to take back `events` after their kernel effects failed.
+
+    `state` is read after `events` were committed, so other processes may have acted since.
+    An allocation is taken back only while the endpoint still holds that address, and a network
+    only while nobody holds an address on it; whatever is still in use stays recorded.
+    """
+    state = copy.deepcopy(state)
+    taken_back: list[Event] = []
+    for event in reversed(events):
+        step: list[Event] = []
+        if isinstance(event, AddressAllocated):
+            lease = state.leases.get((event.network, event.endpoint))
+            if lease is not None and lease.address == event.address:
+                step = release(state, event.endpoint, event.network, reason=reason)
+        elif isinstance(event, NetworkCreated):
+            network = state.networks.get(event.network)
+            if network is not None and network.bridge == event.bridge and not state.leases_on(event.network):
+                step = [NetworkRemoved(network=event.network, reason=reason)]
+        fold(step, state)
+        taken_back += step
+    return taken_back
 
 
 def unmap_event(binding, reason: str) -> PortUnmapped:

@@ -23,18 +23,12 @@ from ipaddress import IPv4Address
 
 from netstate.crash import crashpoint
 from netstate.domain import decide
-from netstate.domain.events import (
-    AddressAllocated,
-    AddressReleased,
-    Event,
-    NetworkCreated,
-    NetworkRemoved,
-)
+from netstate.domain.events import AddressReleased, Event
 from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
-from netstate.errors import NetstateError
-from netstate.plan import plan_events
+from netstate.errors import InvalidSubnet, NetstateError, UnknownEndpoint
+from netstate.plan import ensure_bridge, ensure_veth, plan_events
 from netstate.store import projections
 from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
 
@@ -136,7 +130,7 @@ class Core:
         if subnet is not None:
             parsed_subnet, parsed_gateway = parse_subnet(subnet, gateway)
         elif gateway is not None:
-            raise_usage("--gateway needs --subnet")
+            raise InvalidSubnet(f"--gateway {gateway} needs --subnet; pass the subnet it belongs to")
         else:
             parsed_subnet = parsed_gateway = None
         request = decide.CreateNetwork(name, bridge, parsed_subnet, parsed_gateway, icc)
@@ -202,8 +196,14 @@ class Core:
                 state = fold(events, copy.deepcopy(state))
             return events + decide.allocate(state, request)
 
-        self._execute(decision)
-        return self.attachment(endpoint, network_name)
+        recorded = self._execute(decision)
+        attachment = self.attachment(endpoint, network_name)
+        if not recorded and attachment.lease.netns:
+            # A repeated request: the lease was recorded before, but a crash or a failed
+            # removal may have left its veth half-made, so ensure it again.
+            network = attachment.network
+            self.executor.apply([ensure_bridge(network), ensure_veth(network, attachment.lease)])
+        return attachment
 
     def _default_network_request(self, network_name: str):
         """Return the arguments to create the default network if it is needed and missing."""
@@ -230,8 +230,6 @@ class Core:
         state = self.state()
         lease = state.leases.get((network, endpoint))
         if lease is None:
-            from netstate.errors import UnknownEndpoint
-
             raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address on network {network!r}")
         return Attachment(lease, state.networks[network])
 
@@ -276,29 +274,20 @@ class Core:
             try:
                 self.executor.apply(actions)
             except NetstateError as err:
-                self._compensate(events, state, err)
+                self._compensate(events, err)
                 raise
         return recorded
 
-    def _compensate(self, events: list[Event], state_after: State, err: Exception) -> None:
-        """Record the undoing of `events` after their effects failed, and undo the effects."""
+    def _compensate(self, events: list[Event], err: Exception) -> None:
+        """Record the taking back of `events` after their effects failed, and undo the effects."""
         reason = f"effect failed: {err}"
-        undo: list[Event] = []
-        for event in reversed(events):
-            if isinstance(event, AddressAllocated):
-                undo.append(
-                    AddressReleased(
-                        network=event.network, endpoint=event.endpoint,
-                        address=event.address, reason=reason,
-                    )
-                )
-            elif isinstance(event, NetworkCreated):
-                undo.append(NetworkRemoved(network=event.network, reason=reason))
+        with self.store.write() as connection:
+            state = projections.read_state(connection)
+            undo = decide.undo(state, events, reason)
+            append(connection, undo, self.actor, self.clock())
         if not undo:
             return
-        with self.store.write() as connection:
-            append(connection, undo, self.actor, self.clock())
-        _changed, errors = self.executor.apply_all(plan_events(undo, state_after))
+        _changed, errors = self.executor.apply_all(plan_events(undo, state))
         for error in errors:
             log.error("undoing a failed command left an error: %s", error)
 
@@ -308,9 +297,3 @@ def _default_bridge(network: str) -> str:
     if network == decide.DEFAULT_NETWORK:
         return decide.DEFAULT_BRIDGE
     return f"ns-{network}"[:15]
-
-
-def raise_usage(message: str) -> None:
-    from netstate.errors import InvalidInput
-
-    raise InvalidInput(message)
