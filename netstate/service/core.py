@@ -105,7 +105,7 @@ class Core:
         """Release the kernel adapters and the database connections."""
         if "kernel" in self.__dict__:
             self.kernel.close()
-        self.store.engine.dispose()
+        self.store.close()
 
     # Networks
 

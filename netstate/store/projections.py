@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import singledispatch
 from ipaddress import IPv4Address, IPv4Network
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from netstate.domain.events import (
@@ -37,6 +37,20 @@ from netstate.store.schema import (
 )
 
 _TABLES = (networks, leases, bindings, port_cursors, settings)
+
+# The statements every allocate and release runs, built once with bind parameters.
+_INSERT_LEASE = insert(leases)
+_DELETE_LEASE = delete(leases).where(
+    and_(leases.c.network == bindparam("b_network"), leases.c.endpoint == bindparam("b_endpoint"))
+)
+_MOVE_CURSOR = (
+    update(networks).where(networks.c.name == bindparam("b_network")).values(last_address=bindparam("b_address"))
+)
+_SET_CHECKPOINT = (
+    sqlite_insert(checkpoints)
+    .values(name=bindparam("b_name"), seq=bindparam("b_seq"))
+    .on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"seq": bindparam("b_seq")})
+)
 
 
 @singledispatch
@@ -81,16 +95,14 @@ def _(event: AddressAllocated, connection: Connection, seq: int) -> None:
         "host_ifname": event.host_ifname,
         "seq": seq,
     }
-    connection.execute(insert(leases).values(row))
+    connection.execute(_INSERT_LEASE, row)
     if not event.requested:
-        query = update(networks).where(networks.c.name == event.network)
-        connection.execute(query.values(last_address=str(event.address)))
+        connection.execute(_MOVE_CURSOR, {"b_network": event.network, "b_address": str(event.address)})
 
 
 @project.register
 def _(event: AddressReleased, connection: Connection, seq: int) -> None:
-    where = and_(leases.c.network == event.network, leases.c.endpoint == event.endpoint)
-    connection.execute(delete(leases).where(where))
+    connection.execute(_DELETE_LEASE, {"b_network": event.network, "b_endpoint": event.endpoint})
 
 
 @project.register
@@ -135,9 +147,7 @@ def _(event: SettingChanged, connection: Connection, seq: int) -> None:
 
 def set_checkpoint(connection: Connection, seq: int) -> None:
     """Record that the projections reflect every event up to `seq`."""
-    upsert = sqlite_insert(checkpoints).values(name=PROJECTIONS_CHECKPOINT, seq=seq)
-    upsert = upsert.on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"seq": seq})
-    connection.execute(upsert)
+    connection.execute(_SET_CHECKPOINT, {"b_name": PROJECTIONS_CHECKPOINT, "b_seq": seq})
 
 
 def checkpoint(connection: Connection) -> int:
