@@ -30,6 +30,7 @@ from netstate.domain.names import check_endpoint, check_ifname, check_network_na
 from netstate.errors import InvalidSubnet, NetstateError, UnknownEndpoint
 from netstate.plan import ensure_bridge, ensure_veth, plan_events
 from netstate.store import projections
+from netstate.store.current import CurrentState, copy_of
 from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Core:
         self._kernel_factory = kernel_factory
         self.actor = actor
         self.clock = clock
+        self._current = CurrentState()
 
     @cached_property
     def kernel(self) -> Kernel:
@@ -197,7 +199,8 @@ class Core:
             return events + decide.allocate(state, request)
 
         recorded = self._execute(decision)
-        attachment = self.attachment(endpoint, network_name)
+        # The state the decision saw, with its events folded in: no second read is needed.
+        attachment = _attachment_in(self._current.latest(), endpoint, network_name)
         if not recorded and attachment.lease.netns:
             # A repeated request: the lease was recorded before, but a crash or a failed
             # removal may have left its veth half-made, so ensure it again.
@@ -210,7 +213,7 @@ class Core:
         if network_name != decide.DEFAULT_NETWORK:
             return None
         with self.store.read() as connection:
-            if projections.read_state(connection).networks.get(network_name):
+            if network_name in self._current.read(connection).networks:
                 return None
         facts = self.kernel.host_facts()
         observed = self.kernel.links.observe_link(decide.DEFAULT_BRIDGE)
@@ -227,11 +230,7 @@ class Core:
 
     def attachment(self, endpoint: str, network: str) -> Attachment:
         """Return the endpoint's lease on a network with the network."""
-        state = self.state()
-        lease = state.leases.get((network, endpoint))
-        if lease is None:
-            raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address on network {network!r}")
-        return Attachment(lease, state.networks[network])
+        return _attachment_in(self.state(), endpoint, network)
 
     def attachments(self) -> list[Attachment]:
         """Return every current lease with its network, ordered by network and address."""
@@ -242,9 +241,9 @@ class Core:
     # State and the log
 
     def state(self) -> State:
-        """Return the current state, read from the projections."""
+        """Return the current state: the projections, folded forward in memory where possible."""
         with self.store.read() as connection:
-            return projections.read_state(connection)
+            return copy_of(self._current.read(connection))
 
     def rebuild(self) -> int:
         """Recreate the projections from a fold of the whole log; return the events folded."""
@@ -262,14 +261,20 @@ class Core:
 
     def _execute(self, decision: Callable[[State], list[Event]]) -> list[Recorded]:
         with self.store.write() as connection:
-            state = projections.read_state(connection)
+            state = self._current.read(connection)
             events = decision(state)
             crashpoint("before-commit")
             recorded = append(connection, events, self.actor, self.clock())
         crashpoint("after-commit")
         if not recorded:
             return []
-        actions = plan_events(events, state)
+        try:
+            # Planning folds the events into the cached state, which then matches the log.
+            actions = plan_events(events, state)
+        except BaseException:
+            self._current.forget()
+            raise
+        self._current.advance(recorded[-1].seq)
         if actions:
             try:
                 self.executor.apply(actions)
@@ -290,6 +295,13 @@ class Core:
         _changed, errors = self.executor.apply_all(plan_events(undo, state))
         for error in errors:
             log.error("undoing a failed command left an error: %s", error)
+
+
+def _attachment_in(state: State, endpoint: str, network: str) -> Attachment:
+    lease = state.leases.get((network, endpoint))
+    if lease is None:
+        raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address on network {network!r}")
+    return Attachment(lease, state.networks[network])
 
 
 def _default_bridge(network: str) -> str:

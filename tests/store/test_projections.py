@@ -127,6 +127,8 @@ class CommandSequences(RuleBasedStateMachine):
     def fold_equals_projections(self):
         folded, history = fold_log(self.service)
         assert folded == projected(self.service)
+        # What the service decides from: the projections folded forward in memory.
+        assert self.service.state() == folded
         for state in history:
             assert_one_holder_per_address(state)
 
