@@ -93,10 +93,10 @@ def create_network(
     check_network_name(request.name)
     check_ifname(request.bridge)
     if request.name in state.networks:
-        raise NetworkExists(f"network {request.name!r} already exists")
+        raise NetworkExists(f"network {request.name!r} already exists; pick another name")
     for other in state.networks.values():
         if other.bridge == request.bridge:
-            msg = f"bridge {request.bridge!r} already belongs to network {other.name!r}"
+            msg = f"bridge {request.bridge!r} already belongs to network {other.name!r}; pick another --bridge"
             raise NetworkExists(msg)
 
     recorded = {name: network.subnet for name, network in state.networks.items()}
@@ -235,7 +235,7 @@ def release(state: State, endpoint: str, network: str | None = None, reason: str
         leases = state.leases_of(endpoint)
     if not leases:
         where = f" on network {network!r}" if network is not None else ""
-        raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address{where}")
+        raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address{where}; `netstate ls` lists the endpoints")
 
     events: list[Event] = []
     for lease in leases:

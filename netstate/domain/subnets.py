@@ -70,7 +70,7 @@ def parse_subnet(text: str, gateway: str | None = None) -> tuple[IPv4Network, IP
     if gateway is not None:
         chosen = parse_address(gateway)
         if host_bits_set and chosen != interface.ip:
-            msg = f"subnet {text!r} names gateway {interface.ip} but --gateway is {chosen}; give one"
+            msg = f"subnet {text!r} names gateway {interface.ip} but --gateway is {chosen}; give the gateway once"
             raise InvalidSubnet(msg)
     elif host_bits_set:
         chosen = interface.ip
@@ -91,7 +91,7 @@ def check_size(subnet: IPv4Network, text: str | None = None) -> None:
 def check_gateway(subnet: IPv4Network, gateway: IPv4Address) -> None:
     """Raise InvalidSubnet unless `gateway` is a usable address of `subnet`."""
     if gateway not in subnet:
-        raise InvalidSubnet(f"gateway {gateway} is outside subnet {subnet}")
+        raise InvalidSubnet(f"gateway {gateway} is outside subnet {subnet}; pick an address inside it")
     if subnet.prefixlen < 31 and gateway in (subnet.network_address, subnet.broadcast_address):
         which = "network" if gateway == subnet.network_address else "broadcast"
         msg = f"gateway {gateway} is the {which} address of {subnet}; pick a host address"
@@ -102,7 +102,8 @@ def check_no_overlap(subnet: IPv4Network, networks: Mapping[str, IPv4Network]) -
     """Raise SubnetOverlap if `subnet` overlaps the subnet of a recorded network."""
     for name, other in sorted(networks.items()):
         if subnet.overlaps(other):
-            raise SubnetOverlap(f"subnet {subnet} overlaps network {name!r} ({other})")
+            msg = f"subnet {subnet} overlaps network {name!r} ({other}); pick a subnet apart from it"
+            raise SubnetOverlap(msg)
 
 
 def choose_subnet(

@@ -105,7 +105,7 @@ class TestEndpoints:
     def test_release_unknown_endpoint(self, netstate_cmd, db_path):
         result = netstate_cmd("release", "c9", check=False)
         assert result.returncode == 1
-        assert result.stderr == "netstate: error: endpoint 'c9' holds no address\n"
+        assert result.stderr == "netstate: error: endpoint 'c9' holds no address; `netstate ls` lists the endpoints\n"
         assert event_types(db_path) == []
 
 
