@@ -16,12 +16,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from netstate.domain.events import Event, from_record, to_payload
 from netstate.errors import StoreError
 from netstate.store import projections
+from netstate.store.prepared import Prepared, scalar
 from netstate.store.schema import events as events_table
 
 
-# Built once: building a statement with its values on every call costs more than running it.
-_INSERT_EVENT = insert(events_table)
-_LAST_SEQ = select(func.max(events_table.c.seq))
+# The two statements of every command, run on the driver (see `netstate.store.prepared`).
+_INSERT_EVENT = Prepared(insert(events_table))
+_LAST_SEQ = Prepared(select(func.max(events_table.c.seq)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,10 @@ def append(
             "actor_pid": actor.pid,
             "actor_command": actor.command,
         }
-        seq = connection.execute(_INSERT_EVENT, row).inserted_primary_key[0]
+        # NOTE: lastrowid is SQLite's (and MySQL's); PostgreSQL needs INSERT ... RETURNING.
+        cursor = _INSERT_EVENT.run(connection, row)
+        seq = cursor.lastrowid
+        cursor.close()
         entry = Recorded(seq=seq, recorded_at=now, event=event, actor=actor)
         projections.project(entry.event, connection, seq)
         recorded.append(entry)
@@ -146,7 +150,7 @@ def decode_row(row) -> Recorded:
 
 def last_seq(connection: Connection) -> int:
     """Return the seq of the newest event, or 0 for an empty log."""
-    return connection.execute(_LAST_SEQ).scalar() or 0
+    return scalar(_LAST_SEQ.run(connection, {})) or 0
 
 
 @contextmanager

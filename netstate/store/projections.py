@@ -26,6 +26,7 @@ from netstate.domain.events import (
     SettingChanged,
 )
 from netstate.domain.state import Binding, BindingKey, Lease, Network, State
+from netstate.store.prepared import Prepared
 from netstate.store.schema import (
     PROJECTIONS_CHECKPOINT,
     bindings,
@@ -38,15 +39,17 @@ from netstate.store.schema import (
 
 _TABLES = (networks, leases, bindings, port_cursors, settings)
 
-# The statements every allocate and release runs, built once with bind parameters.
-_INSERT_LEASE = insert(leases)
-_DELETE_LEASE = delete(leases).where(
-    and_(leases.c.network == bindparam("b_network"), leases.c.endpoint == bindparam("b_endpoint"))
+# The statements every allocate and release runs, on the driver (see `netstate.store.prepared`).
+_INSERT_LEASE = Prepared(insert(leases))
+_DELETE_LEASE = Prepared(
+    delete(leases).where(
+        and_(leases.c.network == bindparam("b_network"), leases.c.endpoint == bindparam("b_endpoint"))
+    )
 )
-_MOVE_CURSOR = (
+_MOVE_CURSOR = Prepared(
     update(networks).where(networks.c.name == bindparam("b_network")).values(last_address=bindparam("b_address"))
 )
-_SET_CHECKPOINT = (
+_SET_CHECKPOINT = Prepared(
     sqlite_insert(checkpoints)
     .values(name=bindparam("b_name"), seq=bindparam("b_seq"))
     .on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"seq": bindparam("b_seq")})
@@ -95,14 +98,14 @@ def _(event: AddressAllocated, connection: Connection, seq: int) -> None:
         "host_ifname": event.host_ifname,
         "seq": seq,
     }
-    connection.execute(_INSERT_LEASE, row)
+    _INSERT_LEASE.run(connection, row).close()
     if not event.requested:
-        connection.execute(_MOVE_CURSOR, {"b_network": event.network, "b_address": str(event.address)})
+        _MOVE_CURSOR.run(connection, {"b_network": event.network, "b_address": str(event.address)}).close()
 
 
 @project.register
 def _(event: AddressReleased, connection: Connection, seq: int) -> None:
-    connection.execute(_DELETE_LEASE, {"b_network": event.network, "b_endpoint": event.endpoint})
+    _DELETE_LEASE.run(connection, {"b_network": event.network, "b_endpoint": event.endpoint}).close()
 
 
 @project.register
@@ -147,7 +150,7 @@ def _(event: SettingChanged, connection: Connection, seq: int) -> None:
 
 def set_checkpoint(connection: Connection, seq: int) -> None:
     """Record that the projections reflect every event up to `seq`."""
-    connection.execute(_SET_CHECKPOINT, {"b_name": PROJECTIONS_CHECKPOINT, "b_seq": seq})
+    _SET_CHECKPOINT.run(connection, {"b_name": PROJECTIONS_CHECKPOINT, "b_seq": seq}).close()
 
 
 def checkpoint(connection: Connection) -> int:
