@@ -255,7 +255,7 @@ def undo(state: State, events: list[Event], reason: str) -> list[Event]:
 
     `state` is read after `events` were committed, so other processes may have acted since.
     An allocation is taken back only while the endpoint still holds that address, and a network
-    only while nobody holds an address on it; whatever is still in use stays recorded.
+    only while no endpoint holds an address on it. Whatever is still in use stays recorded.
     """
     state = copy.deepcopy(state)
     taken_back: list[Event] = []

@@ -56,9 +56,9 @@ class Lease:
 class LeaseTable(MutableMapping):
     """Leases keyed by (network, endpoint), indexed by network address and by endpoint.
 
-    Allocation asks "which addresses of this network are held" and release asks "what does
-    this endpoint hold" on every command; the indexes answer both without a scan of all leases.
-    Every change goes through `__setitem__` or `__delitem__`, which keep the indexes in step.
+    Every allocate looks up the held addresses of one network, and every release the leases of
+    one endpoint. The indexes return both without a scan of all leases. Every change goes
+    through `__setitem__` or `__delitem__`, which keep the indexes in step.
     """
 
     __slots__ = ("_leases", "_by_address", "_by_endpoint")

@@ -52,8 +52,8 @@ class LinkDriver(Protocol):
 def _netlink_errors_as_kernel_errors(method):
     """Turn a NetlinkError that a step did not translate itself into a KernelError.
 
-    The steps name their object in the message; this catches the reads that do not, so that no
-    netlink error reaches the caller as anything but a NetstateError.
+    The steps name their object in the message. This wrapper catches the reads that do not, so
+    every netlink error reaches the caller as a NetstateError.
     """
 
     @functools.wraps(method)
@@ -142,7 +142,7 @@ class Pyroute2Links:
             raise KernelError(f"cannot create bridge {action.name!r}: {os.strerror(err.code)}") from err
         message = self._link(action.name)
         # NOTE: the kernel ignores an alias given with RTM_NEWLINK, so it is set in a second
-        # step; a crash between the two leaves a bridge that `network rm` treats as adopted.
+        # step. A crash between the two leaves a bridge that `network rm` treats as adopted.
         self._call(
             "mark bridge", action.name, self.ipr.link, "set",
             index=message["index"], ifalias=owner_alias(action.network),

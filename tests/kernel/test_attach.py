@@ -31,7 +31,8 @@ def test_allocate_netns_gives_a_working_address(netstate_cmd, host_ns, make_netn
 
     assert got["netns"] == f"/run/netns/{c1}"
     assert ipv4_addresses(c1, "eth0") == [f"{got['address']}/{got['prefix_length']}"]
-    assert is_up(c1, "eth0") and is_up(c1, "lo")
+    assert is_up(c1, "eth0")
+    assert is_up(c1, "lo")
     assert default_route(c1) == got["gateway"]
     host_side = link(host_ns, veth_name("default", "c1"))
     assert host_side["master"] == got["bridge"]

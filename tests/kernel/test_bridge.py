@@ -54,7 +54,7 @@ class TestAdopt:
         if up:
             ip(netns, "link", "set", "br-own", "up")
 
-    def test_bridge_with_exactly_the_gateway_adopted_and_brought_up(self, netstate_cmd, host_ns):
+    def test_adopted_bridge_brought_up(self, netstate_cmd, host_ns):
         # Reference bug 6: a bridge that was down was never brought up.
         self.make_bridge(host_ns, "192.0.2.1/24", up=False)
         netstate_cmd("network", "create", "web", "--subnet", "192.0.2.0/24", "--bridge", "br-own")
@@ -112,7 +112,7 @@ def test_address_error_on_new_bridge_not_discarded(links, host_ns, db_path, monk
     """Reference bug 2: the error from adding the bridge address was discarded.
 
     The kernel has no reliable way to refuse an IPv4 address on a fresh bridge, so the failure
-    is injected at the netlink call; everything else is the real kernel and the real store.
+    is injected at the netlink call. Everything else is the real kernel and the real store.
     """
     from netstate.bootstrap import current_actor
     from netstate.service import Kernel, Netstate

@@ -1,4 +1,4 @@
-"""The example in docs/api.md runs and prints what its comments say."""
+"""The example in docs/api.md runs and prints the values in its comments."""
 
 import contextlib
 import io
