@@ -81,6 +81,11 @@ def plan_events(events: Iterable[Event], before: State) -> list[Action]:
             actions.append(ensure_bridge(state.networks[event.network]))
         elif isinstance(event, AddressAllocated) and event.netns:
             network = state.networks[event.network]
+            # The bridge first: the process that created the network may still be setting it
+            # up, and ensuring it again costs one netlink round trip.
+            bridge = ensure_bridge(network)
+            if bridge not in actions:
+                actions.append(bridge)
             actions.append(ensure_veth(network, state.leases[(event.network, event.endpoint)]))
     return actions
 

@@ -64,13 +64,17 @@ def check_requested(network: Network, address: IPv4Address, held: Mapping[IPv4Ad
         msg = f"address {address} is outside network {network.name!r} ({subnet}); pick one inside"
         raise AddressNotInSubnet(msg)
     if address == network.gateway:
-        raise AddressReserved(f"address {address} is the gateway of network {network.name!r}")
+        msg = f"address {address} is the gateway of network {network.name!r}; request another address"
+        raise AddressReserved(msg)
     first, last = usable_bounds(network)
     if not first <= int(address) <= last:
         which = "network" if address == subnet.network_address else "broadcast"
-        msg = f"address {address} is the {which} address of network {network.name!r} ({subnet})"
+        msg = f"address {address} is the {which} address of network {network.name!r} ({subnet}); request another address"
         raise AddressReserved(msg)
     lease = held.get(address)
     if lease is not None:
-        msg = f"address {address} on network {network.name!r} is held by endpoint {lease.endpoint!r}"
+        msg = (
+            f"address {address} on network {network.name!r} is held by endpoint {lease.endpoint!r}; "
+            "request another address or release that endpoint first"
+        )
         raise AddressInUse(msg, holder=lease.endpoint)

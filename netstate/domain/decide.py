@@ -7,6 +7,7 @@ returns every event the request causes or raises a NetstateError. Port decisions
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -19,10 +20,11 @@ from netstate.domain.events import (
     IccChanged,
     NetworkCreated,
     NetworkRemoved,
+    PortMapped,
     PortUnmapped,
 )
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
-from netstate.domain.state import State
+from netstate.domain.state import BindingKey, State, fold
 from netstate.errors import (
     BridgeConflict,
     Conflict,
@@ -92,10 +94,10 @@ def create_network(
     check_network_name(request.name)
     check_ifname(request.bridge)
     if request.name in state.networks:
-        raise NetworkExists(f"network {request.name!r} already exists")
+        raise NetworkExists(f"network {request.name!r} already exists; pick another name")
     for other in state.networks.values():
         if other.bridge == request.bridge:
-            msg = f"bridge {request.bridge!r} already belongs to network {other.name!r}"
+            msg = f"bridge {request.bridge!r} already belongs to network {other.name!r}; pick another --bridge"
             raise NetworkExists(msg)
 
     recorded = {name: network.subnet for name, network in state.networks.items()}
@@ -104,6 +106,7 @@ def create_network(
         subnet, gateway, rejected = subnets.choose_subnet(facts, recorded)
     else:
         subnet = request.subnet
+        subnets.check_size(subnet)
         gateway = request.gateway or subnet.network_address + 1
         subnets.check_gateway(subnet, gateway)
         subnets.check_no_overlap(subnet, recorded)
@@ -233,7 +236,7 @@ def release(state: State, endpoint: str, network: str | None = None, reason: str
         leases = state.leases_of(endpoint)
     if not leases:
         where = f" on network {network!r}" if network is not None else ""
-        raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address{where}")
+        raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address{where}; `netstate ls` lists the endpoints")
 
     events: list[Event] = []
     for lease in leases:
@@ -246,6 +249,35 @@ def release(state: State, endpoint: str, network: str | None = None, reason: str
             )
         )
     return events
+
+
+def undo(state: State, events: list[Event], reason: str) -> list[Event]:
+    """Decide how to take back `events` after their kernel effects failed.
+
+    `state` is read after `events` were committed, so other processes may have acted since.
+    An allocation is taken back only while the endpoint still holds that address, and a network
+    only while no endpoint holds an address on it. Whatever is still in use stays recorded.
+    """
+    state = copy.deepcopy(state)
+    taken_back: list[Event] = []
+    for event in reversed(events):
+        step: list[Event] = []
+        if isinstance(event, AddressAllocated):
+            lease = state.leases.get((event.network, event.endpoint))
+            if lease is not None and lease.address == event.address:
+                step = release(state, event.endpoint, event.network, reason=reason)
+        elif isinstance(event, PortMapped):
+            key = BindingKey(event.protocol, event.host_ip, event.host_port)
+            binding = state.bindings.get(key)
+            if binding is not None and binding.endpoint == event.endpoint:
+                step = [unmap_event(binding, reason=reason)]
+        elif isinstance(event, NetworkCreated):
+            network = state.networks.get(event.network)
+            if network is not None and network.bridge == event.bridge and not state.leases_on(event.network):
+                step = [NetworkRemoved(network=event.network, reason=reason)]
+        fold(step, state)
+        taken_back += step
+    return taken_back
 
 
 def unmap_event(binding, reason: str) -> PortUnmapped:

@@ -8,10 +8,11 @@ and the property test that projections equal a fold from scratch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from functools import singledispatchmethod
 from ipaddress import IPv4Address, IPv4Network
+from types import MappingProxyType
 
 from netstate.domain.events import (
     AddressAllocated,
@@ -52,6 +53,83 @@ class Lease:
     host_ifname: str | None = None
 
 
+class LeaseTable(MutableMapping):
+    """Leases keyed by (network, endpoint), indexed by network address and by endpoint.
+
+    Every allocate looks up the held addresses of one network, and every release the leases of
+    one endpoint. The indexes return both without a scan of all leases. Every change goes
+    through `__setitem__` or `__delitem__`, which keep the indexes in step.
+    """
+
+    __slots__ = ("_leases", "_by_address", "_by_endpoint")
+
+    def __init__(self, leases: Mapping[tuple[str, str], Lease] | Iterable = ()) -> None:
+        self._leases: dict[tuple[str, str], Lease] = {}
+        self._by_address: dict[str, dict[IPv4Address, Lease]] = {}
+        self._by_endpoint: dict[str, dict[str, Lease]] = {}
+        self.update(leases)
+
+    def __getitem__(self, key: tuple[str, str]) -> Lease:
+        return self._leases[key]
+
+    def __setitem__(self, key: tuple[str, str], lease: Lease) -> None:
+        if key != (lease.network, lease.endpoint):
+            raise ValueError(f"lease of {lease.endpoint!r} on {lease.network!r} stored under {key!r}")
+        if key in self._leases:
+            del self[key]
+        self._leases[key] = lease
+        self._by_address.setdefault(lease.network, {})[lease.address] = lease
+        self._by_endpoint.setdefault(lease.endpoint, {})[lease.network] = lease
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        lease = self._leases.pop(key)
+        on_network = self._by_address[lease.network]
+        del on_network[lease.address]
+        if not on_network:
+            del self._by_address[lease.network]
+        of_endpoint = self._by_endpoint[lease.endpoint]
+        del of_endpoint[lease.network]
+        if not of_endpoint:
+            del self._by_endpoint[lease.endpoint]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._leases)
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._leases
+
+    def get(self, key, default=None):
+        return self._leases.get(key, default)
+
+    def values(self):
+        return self._leases.values()
+
+    def items(self):
+        return self._leases.items()
+
+    def __repr__(self) -> str:
+        return f"LeaseTable({self._leases!r})"
+
+    def on_network(self, network: str) -> Mapping[IPv4Address, Lease]:
+        """Return a read-only view of the network's leases keyed by address."""
+        return MappingProxyType(self._by_address.get(network, {}))
+
+    def of_endpoint(self, endpoint: str) -> Mapping[str, Lease]:
+        """Return a read-only view of the endpoint's leases keyed by network."""
+        return MappingProxyType(self._by_endpoint.get(endpoint, {}))
+
+    def copy(self) -> LeaseTable:
+        """Return a table that can change without changing this one."""
+        other = LeaseTable()
+        other._leases = dict(self._leases)
+        other._by_address = {network: dict(held) for network, held in self._by_address.items()}
+        other._by_endpoint = {endpoint: dict(held) for endpoint, held in self._by_endpoint.items()}
+        return other
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class BindingKey:
     """What a published host port occupies: protocol, host address and port."""
@@ -77,21 +155,25 @@ class State:
     """Networks, address leases, port bindings and cursors at one point of the log."""
 
     networks: dict[str, Network] = field(default_factory=dict)
-    leases: dict[tuple[str, str], Lease] = field(default_factory=dict)
+    leases: LeaseTable = field(default_factory=LeaseTable)
     bindings: dict[BindingKey, Binding] = field(default_factory=dict)
     # The last host port handed out dynamically, per protocol.
     port_cursors: dict[Protocol, int] = field(default_factory=dict)
     # Host-wide settings that differ from their defaults, as text.
     settings: dict[str, str] = field(default_factory=dict)
 
-    def leases_on(self, network: str) -> dict[IPv4Address, Lease]:
-        """Return the leases of one network keyed by address."""
-        return {lease.address: lease for lease in self.leases.values() if lease.network == network}
+    def __post_init__(self) -> None:
+        if not isinstance(self.leases, LeaseTable):
+            self.leases = LeaseTable(self.leases)
+
+    def leases_on(self, network: str) -> Mapping[IPv4Address, Lease]:
+        """Return a read-only view of one network's leases keyed by address."""
+        return self.leases.on_network(network)
 
     def leases_of(self, endpoint: str) -> list[Lease]:
         """Return the endpoint's leases, ordered by network name."""
-        found = [lease for lease in self.leases.values() if lease.endpoint == endpoint]
-        return sorted(found, key=lambda lease: lease.network)
+        held = self.leases.of_endpoint(endpoint)
+        return [held[network] for network in sorted(held)]
 
     def bindings_of(self, endpoint: str) -> list[Binding]:
         """Return the endpoint's port bindings in key order."""

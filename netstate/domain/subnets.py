@@ -64,15 +64,13 @@ def parse_subnet(text: str, gateway: str | None = None) -> tuple[IPv4Network, IP
     if "/" not in text:
         raise InvalidSubnet(f"invalid subnet {text!r}: missing prefix length, as in 10.44.0.0/24")
     subnet = interface.network
-    if subnet.prefixlen == 32:
-        msg = f"invalid subnet {text!r}: a /32 has no address for a container; use /30 or larger"
-        raise InvalidSubnet(msg)
+    check_size(subnet, text)
 
     host_bits_set = interface.ip != subnet.network_address
     if gateway is not None:
         chosen = parse_address(gateway)
         if host_bits_set and chosen != interface.ip:
-            msg = f"subnet {text!r} names gateway {interface.ip} but --gateway is {chosen}; give one"
+            msg = f"subnet {text!r} names gateway {interface.ip} but --gateway is {chosen}; give the gateway once"
             raise InvalidSubnet(msg)
     elif host_bits_set:
         chosen = interface.ip
@@ -82,10 +80,18 @@ def parse_subnet(text: str, gateway: str | None = None) -> tuple[IPv4Network, IP
     return subnet, chosen
 
 
+def check_size(subnet: IPv4Network, text: str | None = None) -> None:
+    """Raise InvalidSubnet for a /32, which leaves no address for a container."""
+    if subnet.prefixlen == 32:
+        shown = repr(text) if text is not None else str(subnet)
+        msg = f"invalid subnet {shown}: a /32 has no address for a container; use /30 or larger"
+        raise InvalidSubnet(msg)
+
+
 def check_gateway(subnet: IPv4Network, gateway: IPv4Address) -> None:
     """Raise InvalidSubnet unless `gateway` is a usable address of `subnet`."""
     if gateway not in subnet:
-        raise InvalidSubnet(f"gateway {gateway} is outside subnet {subnet}")
+        raise InvalidSubnet(f"gateway {gateway} is outside subnet {subnet}; pick an address inside it")
     if subnet.prefixlen < 31 and gateway in (subnet.network_address, subnet.broadcast_address):
         which = "network" if gateway == subnet.network_address else "broadcast"
         msg = f"gateway {gateway} is the {which} address of {subnet}; pick a host address"
@@ -96,7 +102,8 @@ def check_no_overlap(subnet: IPv4Network, networks: Mapping[str, IPv4Network]) -
     """Raise SubnetOverlap if `subnet` overlaps the subnet of a recorded network."""
     for name, other in sorted(networks.items()):
         if subnet.overlaps(other):
-            raise SubnetOverlap(f"subnet {subnet} overlaps network {name!r} ({other})")
+            msg = f"subnet {subnet} overlaps network {name!r} ({other}); pick a subnet apart from it"
+            raise SubnetOverlap(msg)
 
 
 def choose_subnet(

@@ -12,6 +12,7 @@ ownership mark), and only links with that mark are ever deleted.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 from ipaddress import IPv4Interface, IPv4Network
@@ -48,6 +49,24 @@ class LinkDriver(Protocol):
     def close(self) -> None: ...
 
 
+def _netlink_errors_as_kernel_errors(method):
+    """Turn a NetlinkError that a step did not translate itself into a KernelError.
+
+    The steps name their object in the message. This wrapper catches the reads that do not, so
+    every netlink error reaches the caller as a NetstateError.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except NetlinkError as err:
+            what = method.__name__.replace("_", " ")
+            raise KernelError(f"{what} failed: {os.strerror(err.code)} (errno {err.code})") from err
+
+    return wrapper
+
+
 def owner_alias(network: str) -> str:
     """Return the alias that marks a link as created by netstate for `network`."""
     return f"{ALIAS_PREFIX}{network}"[:255]
@@ -64,17 +83,15 @@ class Pyroute2Links:
 
     # Observation
 
+    @_netlink_errors_as_kernel_errors
     def observe_link(self, name: str) -> ObservedLink | None:
         message = self._link(name)
         if message is None:
             return None
-        index = message["index"]
-        addresses = tuple(
-            IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-            for a in self._call("list addresses of", name, self.ipr.get_addr, index=index, family=AF_INET)
-        )
+        addresses = _ipv4_addresses(self.ipr, message["index"])
         return ObservedLink(name=name, kind=_kind(message), addresses=addresses)
 
+    @_netlink_errors_as_kernel_errors
     def link_state(self, name: str) -> tuple[bool, str | None] | None:
         """Return (administratively up, alias) of a link, or None when it does not exist."""
         message = self._link(name)
@@ -82,6 +99,7 @@ class Pyroute2Links:
             return None
         return bool(message["flags"] & IFF_UP), message.get_attr("IFLA_IFALIAS")
 
+    @_netlink_errors_as_kernel_errors
     def routes(self) -> tuple[tuple[IPv4Network, str], ...]:
         names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in self.ipr.get_links()}
         found = []
@@ -93,17 +111,17 @@ class Pyroute2Links:
 
     # Bridges
 
+    @_netlink_errors_as_kernel_errors
     def ensure_bridge(self, action: EnsureBridge) -> bool:
         changed = False
         message = self._link(action.name)
         if message is None:
-            self._call("create bridge", action.name, self.ipr.link, "add", ifname=action.name, kind="bridge")
-            message = self._link(action.name)
-            index = message["index"]
-            self._call("mark bridge", action.name, self.ipr.link, "set", index=index, ifalias=owner_alias(action.network))
-            changed = True
-        elif _kind(message) != "bridge":
-            raise KernelError(f"link {action.name!r} exists and is not a bridge; cannot use it")
+            message = self._create_bridge(action)
+            changed = message is not None
+            message = message or self._link(action.name)
+        if message is None or _kind(message) != "bridge":
+            msg = f"link {action.name!r} exists and is not a bridge; cannot use it for network {action.network!r}"
+            raise KernelError(msg)
         index = message["index"]
 
         changed |= self._ensure_only_address(action.name, index, action.address)
@@ -114,21 +132,39 @@ class Pyroute2Links:
             log.info("bridge %s ensured with %s", action.name, action.address)
         return changed
 
+    def _create_bridge(self, action: EnsureBridge):
+        """Create and mark the bridge; return its link message, or None if another process won."""
+        try:
+            self.ipr.link("add", ifname=action.name, kind="bridge")
+        except NetlinkError as err:
+            if err.code == errno.EEXIST:
+                return None  # created by a concurrent netstate process since we looked
+            raise KernelError(f"cannot create bridge {action.name!r}: {os.strerror(err.code)}") from err
+        message = self._link(action.name)
+        # NOTE: the kernel ignores an alias given with RTM_NEWLINK, so it is set in a second
+        # step. A crash between the two leaves a bridge that `network rm` treats as adopted.
+        self._call(
+            "mark bridge", action.name, self.ipr.link, "set",
+            index=message["index"], ifalias=owner_alias(action.network),
+        )
+        return message
+
     def _ensure_only_address(self, name: str, index: int, wanted: IPv4Interface) -> bool:
-        present = [
-            IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-            for a in self._call("list addresses of", name, self.ipr.get_addr, index=index, family=AF_INET)
-        ]
         changed = False
+        present = _ipv4_addresses(self.ipr, index)
         for address in present:
             if address != wanted:
-                self._call(f"remove stray address {address} from", name, self.ipr.addr, "del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+                self._call(
+                    f"remove stray address {address} from", name, self.ipr.addr, "del",
+                    index=index, address=str(address.ip), prefixlen=address.network.prefixlen,
+                )
                 changed = True
         if wanted not in present:
-            self._add_address(self.ipr, name, index, wanted)
+            _add_address(self.ipr, name, index, wanted)
             changed = True
         return changed
 
+    @_netlink_errors_as_kernel_errors
     def remove_bridge(self, action: RemoveBridge) -> bool:
         message = self._link(action.name)
         if message is None:
@@ -142,14 +178,15 @@ class Pyroute2Links:
 
     # Veths
 
+    @_netlink_errors_as_kernel_errors
     def ensure_veth(self, action: EnsureVeth) -> bool:
         changed = False
         bridge = self._link(action.bridge)
         if bridge is None:
             raise KernelError(f"bridge {action.bridge!r} not found; run `netstate restore`")
         host = self._link(action.host_ifname)
-        if host is not None and not self._peer_present(action):
-            # The container namespace was recreated and took the peer with it; start over.
+        if host is not None and not self._peer_matches(action, host):
+            # The container namespace was recreated or the peer moved away; start over.
             self._delete(host["index"], action.host_ifname)
             host = None
         if host is None:
@@ -158,7 +195,10 @@ class Pyroute2Links:
             changed = True
         index = host["index"]
         if host.get_attr("IFLA_MASTER") != bridge["index"] or not host["flags"] & IFF_UP:
-            self._call("attach veth", action.host_ifname, self.ipr.link, "set", index=index, master=bridge["index"], state="up")
+            self._call(
+                "attach veth", action.host_ifname, self.ipr.link, "set",
+                index=index, master=bridge["index"], state="up",
+            )
             changed = True
         changed |= self._configure_peer(action)
         if changed:
@@ -172,26 +212,52 @@ class Pyroute2Links:
             raise KernelError(f"cannot open namespace {action.netns}: {err.strerror}") from err
         try:
             # Creating the peer directly in the namespace avoids a move, which costs ~15 ms.
-            self._call(
-                "create veth", action.host_ifname, self.ipr.link, "add",
-                ifname=action.host_ifname, kind="veth",
+            self.ipr.link(
+                "add", ifname=action.host_ifname, kind="veth",
                 peer={"ifname": action.ifname, "net_ns_fd": fd},
             )
+        except NetlinkError as err:
+            if err.code == errno.EEXIST:
+                msg = (
+                    f"cannot create veth {action.host_ifname!r}: interface {action.ifname!r} "
+                    f"already exists in {action.netns}; pass another --ifname"
+                )
+            else:
+                msg = f"cannot create veth {action.host_ifname!r}: {os.strerror(err.code)}"
+            raise KernelError(msg) from err
         finally:
             os.close(fd)
         index = self._link(action.host_ifname)["index"]
-        self._call("mark veth", action.host_ifname, self.ipr.link, "set", index=index, ifalias=owner_alias(action.endpoint))
+        self._call(
+            "mark veth", action.host_ifname, self.ipr.link, "set",
+            index=index, ifalias=owner_alias(action.endpoint),
+        )
 
-    def _peer_present(self, action: EnsureVeth) -> bool:
+    def _peer_matches(self, action: EnsureVeth, host) -> bool:
+        """Return True when the container's `ifname` is the peer of the host-side veth `host`.
+
+        Interface indexes repeat across namespaces, so both ends must point at each other and
+        the host end must point into another namespace.
+        """
+        if _kind(host) != "veth" or host.get_attr("IFLA_LINK_NETNSID") is None:
+            return False
         try:
             with entered(action.netns):
                 inside = IPRoute()
         except OSError:
             return False
         try:
-            return bool(inside.link_lookup(ifname=action.ifname))
+            found = inside.link_lookup(ifname=action.ifname)
+            if not found:
+                return False
+            peer = inside.get_links(found[0])[0]
         finally:
             inside.close()
+        return (
+            _kind(peer) == "veth"
+            and peer.get_attr("IFLA_LINK") == host["index"]
+            and host.get_attr("IFLA_LINK") == peer["index"]
+        )
 
     def _configure_peer(self, action: EnsureVeth) -> bool:
         try:
@@ -205,17 +271,25 @@ class Pyroute2Links:
             if not found:
                 raise KernelError(f"interface {action.ifname} not found in {action.netns}")
             index = found[0]
-            addresses = [
-                IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-                for a in inside.get_addr(index=index, family=AF_INET)
-            ]
-            if action.address not in addresses:
-                self._add_address(inside, action.ifname, index, action.address)
+
+            # Exactly the lease's address: a veth left from an earlier lease of the same
+            # endpoint may still carry the old one.
+            for address in _ipv4_addresses(inside, index):
+                if address != action.address:
+                    self._call(
+                        f"remove stale address {address} from", action.ifname, inside.addr, "del",
+                        index=index, address=str(address.ip), prefixlen=address.network.prefixlen,
+                    )
+                    changed = True
+            if action.address not in _ipv4_addresses(inside, index):
+                _add_address(inside, action.ifname, index, action.address)
                 changed = True
+
             for link_index in (1, index):  # loopback, then the container's interface
                 message = inside.get_links(link_index)[0]
                 if not message["flags"] & IFF_UP:
-                    self._call("bring up", message.get_attr("IFLA_IFNAME"), inside.link, "set", index=link_index, state="up")
+                    name = message.get_attr("IFLA_IFNAME")
+                    self._call("bring up", name, inside.link, "set", index=link_index, state="up")
                     changed = True
             changed |= self._ensure_default_route(inside, action)
         finally:
@@ -232,6 +306,7 @@ class Pyroute2Links:
         )
         return True
 
+    @_netlink_errors_as_kernel_errors
     def remove_veth(self, action: RemoveVeth) -> bool:
         message = self._link(action.host_ifname)
         if message is None:
@@ -250,13 +325,6 @@ class Pyroute2Links:
                 return None
             raise KernelError(f"cannot read link {name!r}: {os.strerror(err.code)}") from err
 
-    def _add_address(self, ipr: IPRoute, name: str, index: int, address: IPv4Interface) -> None:
-        try:
-            ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
-        except NetlinkError as err:
-            if err.code != errno.EEXIST:
-                raise KernelError(f"cannot add address {address} to {name!r}: {os.strerror(err.code)}") from err
-
     def _delete(self, index: int, name: str) -> None:
         try:
             self.ipr.link("del", index=index)
@@ -270,6 +338,23 @@ class Pyroute2Links:
             return method(*args, **kwargs)
         except NetlinkError as err:
             raise KernelError(f"cannot {what} {name!r}: {os.strerror(err.code)}") from err
+
+
+def _ipv4_addresses(ipr: IPRoute, index: int) -> tuple[IPv4Interface, ...]:
+    return tuple(
+        IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+        for a in ipr.get_addr(index=index, family=AF_INET)
+    )
+
+
+def _add_address(ipr: IPRoute, name: str, index: int, address: IPv4Interface) -> None:
+    """Add an address; EEXIST means it is already there, every other error is raised."""
+    try:
+        ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+    except NetlinkError as err:
+        if err.code != errno.EEXIST:
+            msg = f"cannot add address {address} to {name!r}: {os.strerror(err.code)}"
+            raise KernelError(msg) from err
 
 
 def _kind(message) -> str:

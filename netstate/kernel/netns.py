@@ -8,6 +8,8 @@ all act there. This is what `--host-netns` does, and how tests and demos stay of
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,8 @@ from pathlib import Path
 from netstate.errors import InvalidInput, NotFound
 
 CLONE_NEWNET = 0x40000000
+# ioctl on a namespace file that returns its CLONE_NEW* type (linux/nsfs.h, Linux 4.11+).
+NS_GET_NSTYPE = 0xB703
 NETNS_RUN_DIR = Path("/run/netns")
 
 _libc = None
@@ -31,15 +35,35 @@ def _setns(fd: int) -> None:
 
 
 def netns_path(name_or_path: str) -> Path:
-    """Resolve a namespace given as a name under /run/netns or as a path; it must exist."""
+    """Resolve a namespace given as a name under /run/netns or as a path.
+
+    Raises:
+        InvalidInput: the text is empty.
+        NotFound: nothing is at the path, or it is not a network namespace.
+    """
     if not name_or_path:
         raise InvalidInput("invalid namespace '': give a name under /run/netns or a path")
     if "/" in name_or_path:
         path = Path(name_or_path)
     else:
         path = NETNS_RUN_DIR / name_or_path
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
         msg = f"network namespace {name_or_path!r} not found at {path}; create it with `ip netns add`"
+        raise NotFound(msg) from None
+    except OSError as err:
+        raise NotFound(f"cannot open network namespace {name_or_path!r} at {path}: {err.strerror}") from err
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError as err:
+        if err.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise NotFound(f"cannot inspect {path}: {err.strerror}") from err
+        kind = None
+    finally:
+        os.close(fd)
+    if kind != CLONE_NEWNET:
+        msg = f"{path} is not a network namespace; give a name under /run/netns or a path such as /proc/PID/ns/net"
         raise NotFound(msg)
     return path
 

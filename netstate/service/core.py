@@ -23,21 +23,22 @@ from ipaddress import IPv4Address
 
 from netstate.crash import crashpoint
 from netstate.domain import decide
-from netstate.domain.events import (
-    AddressAllocated,
-    AddressReleased,
-    Event,
-    NetworkCreated,
-    NetworkRemoved,
-    PortMapped,
-)
-from netstate.domain.ports import withdrawal
+from netstate.domain.events import AddressReleased, Event
 from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
-from netstate.errors import NetstateError
-from netstate.plan import mapped_keys, plan_conntrack, plan_events, plan_forwarding, touches_forwarding
+from netstate.errors import InvalidSubnet, NetstateError, UnknownEndpoint
+from netstate.plan import (
+    ensure_bridge,
+    ensure_veth,
+    mapped_keys,
+    plan_conntrack,
+    plan_events,
+    plan_forwarding,
+    touches_forwarding,
+)
 from netstate.store import projections
+from netstate.store.current import CurrentState, copy_of
 from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Core:
         self._kernel_factory = kernel_factory
         self.actor = actor
         self.clock = clock
+        self._current = CurrentState()
 
     @cached_property
     def kernel(self) -> Kernel:
@@ -121,7 +123,7 @@ class Core:
         """Release the kernel adapters and the database connections."""
         if "kernel" in self.__dict__:
             self.kernel.close()
-        self.store.engine.dispose()
+        self.store.close()
 
     # Networks
 
@@ -146,7 +148,7 @@ class Core:
         if subnet is not None:
             parsed_subnet, parsed_gateway = parse_subnet(subnet, gateway)
         elif gateway is not None:
-            raise_usage("--gateway needs --subnet")
+            raise InvalidSubnet(f"--gateway {gateway} needs --subnet; pass the subnet it belongs to")
         else:
             parsed_subnet = parsed_gateway = None
         request = decide.CreateNetwork(name, bridge, parsed_subnet, parsed_gateway, icc)
@@ -212,15 +214,22 @@ class Core:
                 state = fold(events, copy.deepcopy(state))
             return events + decide.allocate(state, request)
 
-        self._execute(decision)
-        return self.attachment(endpoint, network_name)
+        recorded = self._execute(decision)
+        # The state the decision saw, with its events folded in: no second read is needed.
+        attachment = _attachment_in(self._current.latest(), endpoint, network_name)
+        if not recorded and attachment.lease.netns:
+            # A repeated request: the lease was recorded before, but a crash or a failed
+            # removal may have left its veth half-made, so ensure it again.
+            network = attachment.network
+            self.executor.apply([ensure_bridge(network), ensure_veth(network, attachment.lease)])
+        return attachment
 
     def _default_network_request(self, network_name: str):
         """Return the arguments to create the default network if it is needed and missing."""
         if network_name != decide.DEFAULT_NETWORK:
             return None
         with self.store.read() as connection:
-            if projections.read_state(connection).networks.get(network_name):
+            if network_name in self._current.read(connection).networks:
                 return None
         facts = self.kernel.host_facts()
         observed = self.kernel.links.observe_link(decide.DEFAULT_BRIDGE)
@@ -237,13 +246,7 @@ class Core:
 
     def attachment(self, endpoint: str, network: str) -> Attachment:
         """Return the endpoint's lease on a network with the network."""
-        state = self.state()
-        lease = state.leases.get((network, endpoint))
-        if lease is None:
-            from netstate.errors import UnknownEndpoint
-
-            raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address on network {network!r}")
-        return Attachment(lease, state.networks[network])
+        return _attachment_in(self.state(), endpoint, network)
 
     def attachments(self) -> list[Attachment]:
         """Return every current lease with its network, ordered by network and address."""
@@ -254,9 +257,9 @@ class Core:
     # State and the log
 
     def state(self) -> State:
-        """Return the current state, read from the projections."""
+        """Return the current state: the projections, folded forward in memory where possible."""
         with self.store.read() as connection:
-            return projections.read_state(connection)
+            return copy_of(self._current.read(connection))
 
     def rebuild(self) -> int:
         """Recreate the projections from a fold of the whole log; return the events folded."""
@@ -274,7 +277,7 @@ class Core:
 
     def _execute(self, decision: Callable[[State], list[Event]]) -> list[Recorded]:
         with self.store.write() as connection:
-            state = projections.read_state(connection)
+            state = self._current.read(connection)
             events = decision(state)
             crashpoint("before-commit")
             recorded = append(connection, events, self.actor, self.clock())
@@ -282,13 +285,19 @@ class Core:
         if not recorded:
             return []
         try:
+            # Planning folds the events into the cached state, which then matches the log.
             actions = plan_events(events, state)
+        except BaseException:
+            self._current.forget()
+            raise
+        self._current.advance(recorded[-1].seq)
+        try:
             if actions:
                 self.executor.apply(actions)
             if touches_forwarding(events):
                 self._sync_forwarding(events)
         except NetstateError as err:
-            self._compensate(events, state, err)
+            self._compensate(events, err)
             raise
         return recorded
 
@@ -307,27 +316,16 @@ class Core:
             self.executor.apply(plan_forwarding(self.state(), required=mapped_keys(events)))
         self.executor.apply(plan_conntrack(events))
 
-    def _compensate(self, events: list[Event], state_after: State, err: Exception) -> None:
-        """Record the undoing of `events` after their effects failed, and undo the effects."""
+    def _compensate(self, events: list[Event], err: Exception) -> None:
+        """Record the taking back of `events` after their effects failed, and undo the effects."""
         reason = f"effect failed: {err}"
-        undo: list[Event] = []
-        for event in reversed(events):
-            if isinstance(event, PortMapped):
-                undo.append(withdrawal(event, reason))
-            elif isinstance(event, AddressAllocated):
-                undo.append(
-                    AddressReleased(
-                        network=event.network, endpoint=event.endpoint,
-                        address=event.address, reason=reason,
-                    )
-                )
-            elif isinstance(event, NetworkCreated):
-                undo.append(NetworkRemoved(network=event.network, reason=reason))
+        with self.store.write() as connection:
+            state = projections.read_state(connection)
+            undo = decide.undo(state, events, reason)
+            append(connection, undo, self.actor, self.clock())
         if not undo:
             return
-        with self.store.write() as connection:
-            append(connection, undo, self.actor, self.clock())
-        _changed, errors = self.executor.apply_all(plan_events(undo, state_after))
+        _changed, errors = self.executor.apply_all(plan_events(undo, state))
         if touches_forwarding(undo):
             try:
                 self._sync_forwarding(undo)
@@ -337,14 +335,15 @@ class Core:
             log.error("undoing a failed command left an error: %s", error)
 
 
+def _attachment_in(state: State, endpoint: str, network: str) -> Attachment:
+    lease = state.leases.get((network, endpoint))
+    if lease is None:
+        raise UnknownEndpoint(f"endpoint {endpoint!r} holds no address on network {network!r}")
+    return Attachment(lease, state.networks[network])
+
+
 def _default_bridge(network: str) -> str:
     """Return the bridge name for a network created without --bridge."""
     if network == decide.DEFAULT_NETWORK:
         return decide.DEFAULT_BRIDGE
     return f"ns-{network}"[:15]
-
-
-def raise_usage(message: str) -> None:
-    from netstate.errors import InvalidInput
-
-    raise InvalidInput(message)

@@ -50,7 +50,9 @@ def create_sqlite_engine(path: Path, *, read_only: bool = False) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: BEGIN returns no rows, and SQLAlchemy's statement machinery
+        # would cost more than the statement on every command.
+        connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
     return engine
 

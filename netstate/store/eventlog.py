@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +16,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from netstate.domain.events import Event, from_record, to_payload
 from netstate.errors import StoreError
 from netstate.store import projections
+from netstate.store.prepared import Prepared, scalar
 from netstate.store.schema import events as events_table
+
+
+# The two statements of every command, run on the driver (see `netstate.store.prepared`).
+_INSERT_EVENT = Prepared(insert(events_table))
+_LAST_SEQ = Prepared(select(func.max(events_table.c.seq)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +45,15 @@ class Recorded:
 
 
 class EventStore:
-    """The append-only log and the projections kept in step with it."""
+    """The append-only log and the projections kept in step with it.
+
+    Each thread keeps one connection open between transactions: checking a connection out of
+    the pool and back costs about as much as the statements of a small command.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._local = threading.local()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -49,17 +62,38 @@ class EventStore:
         Reading state, deciding and appending inside it is what keeps two processes from
         handing out the same address or port. It commits on a clean exit.
         """
-        with _translated("write"):
-            connection = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
-            with connection, connection.begin():
-                yield connection
+        with _translated("write"), self._transaction("IMMEDIATE") as connection:
+            yield connection
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """Open a read transaction that sees one consistent snapshot."""
-        with _translated("read"):
-            with self.engine.connect() as connection, connection.begin():
-                yield connection
+        with _translated("read"), self._transaction("DEFERRED") as connection:
+            yield connection
+
+    def close(self) -> None:
+        """Close this thread's connection and every connection of the pool."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            self._local.connection = None
+            connection.close()
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self, mode: str) -> Iterator[Connection]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = self._local.connection = self.engine.connect()
+        if connection.in_transaction():
+            # A transaction opened inside another one gets a connection of its own.
+            with self.engine.connect() as own:
+                own.execution_options(sqlite_begin=mode)
+                with own.begin():
+                    yield own
+            return
+        connection.execution_options(sqlite_begin=mode)
+        with connection.begin():
+            yield connection
 
 
 def append(
@@ -80,7 +114,10 @@ def append(
             "actor_pid": actor.pid,
             "actor_command": actor.command,
         }
-        seq = connection.execute(insert(events_table).values(row)).inserted_primary_key[0]
+        # NOTE: lastrowid is SQLite's (and MySQL's); PostgreSQL needs INSERT ... RETURNING.
+        cursor = _INSERT_EVENT.run(connection, row)
+        seq = cursor.lastrowid
+        cursor.close()
         entry = Recorded(seq=seq, recorded_at=now, event=event, actor=actor)
         projections.project(entry.event, connection, seq)
         recorded.append(entry)
@@ -113,7 +150,7 @@ def decode_row(row) -> Recorded:
 
 def last_seq(connection: Connection) -> int:
     """Return the seq of the newest event, or 0 for an empty log."""
-    return connection.execute(select(func.max(events_table.c.seq))).scalar() or 0
+    return scalar(_LAST_SEQ.run(connection, {})) or 0
 
 
 @contextmanager
@@ -123,3 +160,6 @@ def _translated(what: str) -> Iterator[None]:
     except SQLAlchemyError as err:
         original = getattr(err, "orig", None) or err
         raise StoreError(f"database {what} failed: {original}") from err
+    except sqlite3.Error as err:
+        # Raised by statements sent to the driver directly, such as BEGIN.
+        raise StoreError(f"database {what} failed: {err}") from err

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import singledispatch
 from ipaddress import IPv4Address, IPv4Network
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from netstate.domain.events import (
@@ -26,6 +26,7 @@ from netstate.domain.events import (
     SettingChanged,
 )
 from netstate.domain.state import Binding, BindingKey, Lease, Network, State
+from netstate.store.prepared import Prepared
 from netstate.store.schema import (
     PROJECTIONS_CHECKPOINT,
     bindings,
@@ -37,6 +38,22 @@ from netstate.store.schema import (
 )
 
 _TABLES = (networks, leases, bindings, port_cursors, settings)
+
+# The statements every allocate and release runs, on the driver (see `netstate.store.prepared`).
+_INSERT_LEASE = Prepared(insert(leases))
+_DELETE_LEASE = Prepared(
+    delete(leases).where(
+        and_(leases.c.network == bindparam("b_network"), leases.c.endpoint == bindparam("b_endpoint"))
+    )
+)
+_MOVE_CURSOR = Prepared(
+    update(networks).where(networks.c.name == bindparam("b_network")).values(last_address=bindparam("b_address"))
+)
+_SET_CHECKPOINT = Prepared(
+    sqlite_insert(checkpoints)
+    .values(name=bindparam("b_name"), seq=bindparam("b_seq"))
+    .on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"seq": bindparam("b_seq")})
+)
 
 
 @singledispatch
@@ -81,16 +98,14 @@ def _(event: AddressAllocated, connection: Connection, seq: int) -> None:
         "host_ifname": event.host_ifname,
         "seq": seq,
     }
-    connection.execute(insert(leases).values(row))
+    _INSERT_LEASE.run(connection, row).close()
     if not event.requested:
-        query = update(networks).where(networks.c.name == event.network)
-        connection.execute(query.values(last_address=str(event.address)))
+        _MOVE_CURSOR.run(connection, {"b_network": event.network, "b_address": str(event.address)}).close()
 
 
 @project.register
 def _(event: AddressReleased, connection: Connection, seq: int) -> None:
-    where = and_(leases.c.network == event.network, leases.c.endpoint == event.endpoint)
-    connection.execute(delete(leases).where(where))
+    _DELETE_LEASE.run(connection, {"b_network": event.network, "b_endpoint": event.endpoint}).close()
 
 
 @project.register
@@ -135,9 +150,7 @@ def _(event: SettingChanged, connection: Connection, seq: int) -> None:
 
 def set_checkpoint(connection: Connection, seq: int) -> None:
     """Record that the projections reflect every event up to `seq`."""
-    upsert = sqlite_insert(checkpoints).values(name=PROJECTIONS_CHECKPOINT, seq=seq)
-    upsert = upsert.on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"seq": seq})
-    connection.execute(upsert)
+    _SET_CHECKPOINT.run(connection, {"b_name": PROJECTIONS_CHECKPOINT, "b_seq": seq}).close()
 
 
 def checkpoint(connection: Connection) -> int:
