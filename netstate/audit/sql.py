@@ -36,6 +36,7 @@ _ACTION_NAMES = {
         "TRANSACTION", "UPDATE",
     )
 }
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"})
 # Functions that reach outside the database file.
 _DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit"})
 
@@ -92,7 +93,10 @@ def _run(raw: sqlite3.Connection, path: Path, query: str) -> QueryResult:
         if action == sqlite3.SQLITE_PRAGMA and arg1 in _SCHEMA_PRAGMAS:
             return sqlite3.SQLITE_OK
         what = _ACTION_NAMES.get(action, f"action {action}")
-        if action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
+        if arg1 in _SCHEMA_TABLES:
+            # CREATE, DROP and ALTER are checked first as a write to the schema table.
+            what = "a schema change"
+        elif action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
             what = f"{what} on {arg1!r}"
         elif arg1:
             what = f"{what} {arg1}"
