@@ -173,46 +173,69 @@ def address_holders(
     connection: Connection, target: AddressTarget, at: datetime, network: str | None = None
 ) -> list[AddressLease]:
     """Return the leases of the address that were open at `at`, by network."""
+    rows = connection.execute(address_holders_query(target, at, network))
+    return sorted((_address_lease(row) for row in rows), key=lambda lease: (lease.network, lease.alloc_seq))
+
+
+def address_holders_query(target: AddressTarget, at: datetime, network: str | None) -> Select:
+    """Build the query of `address_holders`.
+
+    IMPORTANT: it has no ORDER BY, because with ORDER BY network SQLite (which has no table
+    statistics here) walks the index that yields that order and reads every allocation,
+    instead of looking the address up in its index.
+    """
     moment = stored_form(at)
-    query = _address_leases(target, network).where(
+    return _address_leases(target, network).where(
         address_leases.c.allocated_at <= moment,
         or_(address_leases.c.released_at.is_(None), address_leases.c.released_at > moment),
     )
-    rows = connection.execute(query.order_by(address_leases.c.network, address_leases.c.alloc_seq))
-    return [_address_lease(row) for row in rows]
 
 
 def last_address_lease(
     connection: Connection, target: AddressTarget, at: datetime, network: str | None = None
 ) -> AddressLease | None:
     """Return the lease of the address that ended last at or before `at`, if any."""
-    query = _address_leases(target, network).where(
-        address_leases.c.released_at <= stored_form(at)
-    )
-    row = connection.execute(query.order_by(address_leases.c.release_seq.desc()).limit(1)).first()
+    row = connection.execute(last_address_lease_query(target, at, network)).first()
     return None if row is None else _address_lease(row)
+
+
+def last_address_lease_query(target: AddressTarget, at: datetime, network: str | None) -> Select:
+    """Build the query of `last_address_lease`."""
+    query = _address_leases(target, network).where(address_leases.c.released_at <= stored_form(at))
+    return query.order_by(address_leases.c.release_seq.desc()).limit(1)
 
 
 def port_holders(
     connection: Connection, target: PortTarget, at: datetime, network: str | None = None
 ) -> list[PortLease]:
     """Return the bindings of the host port that were open at `at`."""
+    rows = connection.execute(port_holders_query(target, at, network))
+    found = [_port_lease(row) for row in rows]
+    return sorted(found, key=lambda lease: (lease.protocol.value, lease.host_ip, lease.map_seq))
+
+
+def port_holders_query(target: PortTarget, at: datetime, network: str | None) -> Select:
+    """Build the query of `port_holders`; it has no ORDER BY, for the reason given at
+    `address_holders_query`."""
     moment = stored_form(at)
-    query = _port_leases(target, network).where(
+    return _port_leases(target, network).where(
         port_leases.c.mapped_at <= moment,
         or_(port_leases.c.unmapped_at.is_(None), port_leases.c.unmapped_at > moment),
     )
-    order = (port_leases.c.protocol, port_leases.c.host_ip, port_leases.c.map_seq)
-    return [_port_lease(row) for row in connection.execute(query.order_by(*order))]
 
 
 def last_port_lease(
     connection: Connection, target: PortTarget, at: datetime, network: str | None = None
 ) -> PortLease | None:
     """Return the binding of the host port that ended last at or before `at`, if any."""
-    query = _port_leases(target, network).where(port_leases.c.unmapped_at <= stored_form(at))
-    row = connection.execute(query.order_by(port_leases.c.unmap_seq.desc()).limit(1)).first()
+    row = connection.execute(last_port_lease_query(target, at, network)).first()
     return None if row is None else _port_lease(row)
+
+
+def last_port_lease_query(target: PortTarget, at: datetime, network: str | None) -> Select:
+    """Build the query of `last_port_lease`."""
+    query = _port_leases(target, network).where(port_leases.c.unmapped_at <= stored_form(at))
+    return query.order_by(port_leases.c.unmap_seq.desc()).limit(1)
 
 
 def _address_leases(target: AddressTarget, network: str | None) -> Select:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -33,6 +34,13 @@ def documented_columns() -> dict[str, list[str]]:
     for view, table in re.findall(r"^### (\w+)\n(.*?)(?=^### |^## )", doc, re.S | re.M):
         found[view] = re.findall(r"^\| (\w+) \| (?:text|integer|real) \|", table, re.M)
     return found
+
+
+@pytest.fixture(scope="module")
+def history_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plans") / "netstate.db"
+    build_history(path).netstate.close()
+    return path
 
 
 @pytest.fixture
@@ -91,16 +99,25 @@ def test_view_tables_match_views(db, table):
     assert actual == [column.name for column in table.columns]
 
 
+AT = datetime(2026, 3, 2, 14, 5, tzinfo=UTC)
+ADDRESS = parse_target("10.44.0.7")
+PORT = parse_target("192.0.2.10:8080/tcp")
+
+
 @pytest.mark.parametrize(
     ("query", "index"),
     [
-        (lambda: queries._address_leases(parse_target("10.44.0.7"), None), "events_allocated_address"),
-        (lambda: queries._port_leases(parse_target("8080/tcp"), None), "events_mapped_port"),
-        (lambda: queries._address_event_seqs(parse_target("10.44.0.7")), "events_pairing"),
+        (lambda: queries.address_holders_query(ADDRESS, AT, None), "events_allocated_address"),
+        (lambda: queries.address_holders_query(ADDRESS, AT, "web"), "events_allocated_address"),
+        (lambda: queries.last_address_lease_query(ADDRESS, AT, None), "events_allocated_address"),
+        (lambda: queries.port_holders_query(PORT, AT, None), "events_mapped_port"),
+        (lambda: queries.last_port_lease_query(PORT, AT, None), "events_mapped_port"),
+        (lambda: queries._address_event_seqs(ADDRESS), "events_pairing"),
+        (lambda: queries._port_event_seqs(PORT), "events_mapped_port"),
     ],
 )
-def test_lookups_use_indexes(db, query, index):
-    engine = create_sqlite_engine(db)
+def test_lookups_use_indexes(history_db, query, index):
+    engine = create_sqlite_engine(history_db)
     statement = query().compile(engine, compile_kwargs={"literal_binds": True})
 
     with engine.connect() as connection:
@@ -110,3 +127,4 @@ def test_lookups_use_indexes(db, query, index):
     details = [row[3] for row in plan]
     assert any(index in detail for detail in details), details
     assert not any(detail.startswith("SCAN") for detail in details), details
+    assert not any(detail.endswith("(type=?)") for detail in details), details
