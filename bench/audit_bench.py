@@ -272,12 +272,19 @@ def measure_cli(path: Path, addresses, runs: int) -> dict:
         subprocess.run(command, env=env, cwd=REPO, capture_output=True, check=False)
         return (time.perf_counter() - started) * 1000
 
-    picks = addresses[:runs]
-    results = {
-        "python_with_sqlalchemy_and_typer": summary([run([sys.executable, "-c", "import sqlalchemy, typer"]) for _ in picks]),
-        "who_address": summary([run([*base, "who", a, "--at", t]) for a, t in picks]),
-        "history_address": summary([run([*base, "history", "--address", a]) for a, _t in picks]),
+    # The commands take turns, so that drift in the machine's speed touches each alike.
+    samples: dict[str, list[float]] = {
+        "python_with_sqlalchemy_and_typer": [],
+        "network_ls": [],
+        "who_address": [],
+        "history_address": [],
     }
+    for address, at in addresses[:runs]:
+        samples["python_with_sqlalchemy_and_typer"].append(run([sys.executable, "-c", "import sqlalchemy, typer"]))
+        samples["network_ls"].append(run([*base, "network", "ls"]))
+        samples["who_address"].append(run([*base, "who", address, "--at", at]))
+        samples["history_address"].append(run([*base, "history", "--address", address]))
+    results = {name: summary(values) for name, values in samples.items()}
     print(f"cli: {json.dumps(results)}", flush=True)
     return results
 
@@ -297,26 +304,34 @@ def measure_state_fold(path: Path) -> dict:
     return results
 
 
-def measure_append_cost(directory: Path, count: int, seed: int) -> dict:
-    """Bulk-insert the same `count` events into an empty log with and without the audit indexes."""
+def measure_append_cost(directory: Path, count: int, seed: int, rounds: int = 3) -> dict:
+    """Bulk-insert the same `count` events into an empty log with and without the audit indexes.
+
+    The two variants alternate for `rounds` rounds and the median rate of each is reported.
+    """
     rows = [_row(moment, user, event) for moment, user, event in Generator(seed).events(count)]
-    results = {}
-    for label, drop in (("with_audit_indexes", False), ("without_audit_indexes", True)):
-        path = directory / f"append-{label}.db"
-        open_database(path).dispose()
-        engine = create_sqlite_engine(path)
-        with engine.begin() as connection:
-            if drop:
-                for name in AUDIT_INDEXES:
-                    connection.exec_driver_sql(f"DROP INDEX {name}")
-        started = time.perf_counter()
-        for start in range(0, len(rows), BATCH):
-            with engine.begin() as connection:
-                connection.execute(insert(events_table), rows[start:start + BATCH])
-        seconds = time.perf_counter() - started
-        engine.dispose()
-        path.unlink()
-        results[label] = {"events_per_second": round(count / seconds)}
+    rates: dict[str, list[float]] = {"with_audit_indexes": [], "without_audit_indexes": []}
+    for _ in range(rounds):
+        for label in rates:
+            path = directory / f"append-{label}.db"
+            open_database(path).dispose()
+            engine = create_sqlite_engine(path)
+            if label == "without_audit_indexes":
+                with engine.begin() as connection:
+                    for name in AUDIT_INDEXES:
+                        connection.exec_driver_sql(f"DROP INDEX {name}")
+            started = time.perf_counter()
+            for start in range(0, len(rows), BATCH):
+                with engine.begin() as connection:
+                    connection.execute(insert(events_table), rows[start:start + BATCH])
+            rates[label].append(count / (time.perf_counter() - started))
+            engine.dispose()
+            for leftover in directory.glob(f"append-{label}.db*"):
+                leftover.unlink()
+    results = {
+        label: {"events_per_second": round(statistics.median(values)), "us_per_event": round(1e6 / statistics.median(values), 1)}
+        for label, values in rates.items()
+    }
     print(f"append: {json.dumps(results)}", flush=True)
     return results
 

@@ -157,7 +157,7 @@ def sql(
     """Run one read-only SQL query on the database and print its rows.
 
     The database is opened read-only; a statement that would change it is rejected with
-    status 1. docs/audit.md documents the views and holds a cookbook of queries.
+    status 1. docs/audit.md documents the views and contains a cookbook of queries.
 
     Example: netstate sql "SELECT endpoint, allocated_at FROM address_leases WHERE address = '10.44.0.7'"
     """

@@ -58,7 +58,7 @@ def run_readonly_query(db: Path, query: str) -> QueryResult:
         StoreError: the database file is missing or cannot be opened.
         QueryRejected: the statement would write, attach, or run a pragma other than the
             schema ones.
-        InvalidQuery: the text is empty, holds more than one statement, or SQLite rejects it
+        InvalidQuery: the text is empty, contains more than one statement, or SQLite rejects it
             (syntax error, unknown table or column).
     """
     if not query.strip():
@@ -92,15 +92,15 @@ def _run(raw: sqlite3.Connection, path: Path, query: str) -> QueryResult:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_PRAGMA and arg1 in _SCHEMA_PRAGMAS:
             return sqlite3.SQLITE_OK
-        what = _ACTION_NAMES.get(action, f"action {action}")
+        denial = _ACTION_NAMES.get(action, f"action {action}")
         if arg1 in _SCHEMA_TABLES:
             # CREATE, DROP and ALTER are checked first as a write to the schema table.
-            what = "a schema change"
+            denial = "a schema change"
         elif action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
-            what = f"{what} on {arg1!r}"
+            denial = f"{denial} on {arg1!r}"
         elif arg1:
-            what = f"{what} {arg1}"
-        denied.append(what)
+            denial = f"{denial} {arg1}"
+        denied.append(denial)
         return sqlite3.SQLITE_DENY
 
     raw.set_authorizer(authorize)
@@ -114,9 +114,9 @@ def _run(raw: sqlite3.Connection, path: Path, query: str) -> QueryResult:
         raise InvalidQuery(f"invalid query: {err}") from None
     except sqlite3.DatabaseError as err:
         if denied or "readonly" in str(err):
-            shown = denied[0] if denied else "a write"
+            first_denial = denied[0] if denied else "a write"
             msg = (
-                f"query rejected: {shown} is not allowed; netstate sql runs read-only queries, "
+                f"query rejected: {first_denial} is not allowed; netstate sql runs read-only queries, "
                 "and the record changes only through netstate commands"
             )
             raise QueryRejected(msg) from None

@@ -1,4 +1,4 @@
-"""What `who` and `history` look up: a container address, or a published host port."""
+"""Lookup targets of `who` and `history`: a container address or a published host port."""
 
 from __future__ import annotations
 

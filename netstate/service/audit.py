@@ -10,15 +10,18 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from netstate.audit import queries
-from netstate.audit.queries import AddressLease, Change, HistoryFilter, PortLease
-from netstate.audit.targets import AddressTarget, PortTarget, parse_port, parse_target
-from netstate.audit.times import parse_time, to_utc
 from netstate.domain.names import check_endpoint, check_network_name
-from netstate.domain.state import State
-from netstate.domain.subnets import parse_address
 from netstate.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from netstate.audit.queries import AddressLease, Change, PortLease
+    from netstate.audit.targets import AddressTarget, PortTarget
+    from netstate.domain.state import State
+
+# The netstate.audit modules are imported inside the methods, so that commands which never
+# query the past (allocate, release) do not pay for loading them.
 
 # Bounds of the poll interval of `follow_events`, in seconds.
 MIN_POLL_INTERVAL = 0.01
@@ -32,7 +35,7 @@ class WhoAnswer:
     target: AddressTarget | PortTarget
     at: datetime
     holders: list[AddressLease] | list[PortLease]
-    # The lease that ended last at or before `at`; useful when `holders` is empty.
+    # The lease that ended last at or before `at`, which explains an empty `holders`.
     previous: AddressLease | PortLease | None
 
 
@@ -73,7 +76,11 @@ class AuditQueries:
         Raises:
             InvalidInput: a malformed name, address, port or time.
         """
-        conditions = HistoryFilter(
+        from netstate.audit import queries
+        from netstate.audit.targets import AddressTarget, parse_port
+        from netstate.domain.subnets import parse_address
+
+        conditions = queries.HistoryFilter(
             endpoint=check_endpoint(endpoint) if endpoint is not None else None,
             network=check_network_name(network) if network is not None else None,
             address=AddressTarget(parse_address(address)) if address is not None else None,
@@ -96,6 +103,9 @@ class AuditQueries:
         Raises:
             InvalidInput: a malformed target, time or network name.
         """
+        from netstate.audit import queries
+        from netstate.audit.targets import AddressTarget, parse_target
+
         parsed = parse_target(target)
         moment = self._moment(at)
         if network is not None:
@@ -111,6 +121,8 @@ class AuditQueries:
 
     def state_at(self, at: str | datetime = "now") -> PastState:
         """Return networks, leases and bindings as they stood at `at`, folded from the log."""
+        from netstate.audit import queries
+
         moment = self._moment(at)
         with self.store.read() as connection:
             state, seq = queries.fold_until(connection, moment)
@@ -120,6 +132,8 @@ class AuditQueries:
         self, *, after: int = 0, since: str | datetime | None = None, limit: int | None = None
     ) -> list[Change]:
         """Return the raw log: events with seq > `after`, recorded at or after `since`."""
+        from netstate.audit import queries
+
         _check_after(after)
         if limit is not None and limit < 1:
             raise InvalidInput(f"invalid limit {limit}: expected 1 or more")
@@ -141,6 +155,8 @@ class AuditQueries:
         The log is polled every `interval` seconds while no new event arrives; `stop.set()`
         from a signal handler or another thread ends the wait at once.
         """
+        from netstate.audit import queries
+
         _check_after(after)
         if not MIN_POLL_INTERVAL <= interval <= MAX_POLL_INTERVAL:
             msg = (
@@ -162,6 +178,8 @@ class AuditQueries:
                 stop.wait(interval)
 
     def _moment(self, value: str | datetime) -> datetime:
+        from netstate.audit.times import parse_time, to_utc
+
         if isinstance(value, datetime):
             return to_utc(value)
         return parse_time(value, self.clock())
