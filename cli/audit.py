@@ -161,7 +161,7 @@ def sql(
 
     Example: netstate sql "SELECT endpoint, allocated_at FROM address_leases WHERE address = '10.44.0.7'"
     """
-    from netstate.audit.sql import run_readonly_query
+    from netstate.store.readonly import run_readonly_query
     from netstate.bootstrap import default_db_path
     from netstate.errors import InvalidQuery
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from netstate.audit.sql import run_readonly_query
+from netstate.store.readonly import run_readonly_query
 from tests.audit_script import build_history, stamp
 from tests.conftest import REPO
 

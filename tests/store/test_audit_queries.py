@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from netstate.audit.sql import run_readonly_query
+from netstate.store.readonly import run_readonly_query
 from netstate.domain.state import fold
 from netstate.errors import (
     InvalidAddress,
