@@ -337,6 +337,16 @@ def measure_append_cost(directory: Path, count: int, seed: int, rounds: int = 3)
     return results
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the log (default 1,000,000)")
@@ -354,7 +364,7 @@ def main() -> None:
     if path.exists():
         path.unlink()
     report: dict = {
-        "machine": f"{platform.node()}: {os.cpu_count()} CPU, {platform.system()} {platform.release()}, "
+        "machine": f"{os.cpu_count()} vCPU ({_cpu_model()}), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
         "events": options.events,
     }

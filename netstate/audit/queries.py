@@ -215,8 +215,7 @@ def port_holders(
 
 
 def port_holders_query(target: PortTarget, at: datetime, network: str | None) -> Select:
-    """Build the query of `port_holders`; it has no ORDER BY, for the reason given at
-    `address_holders_query`."""
+    """Build the query of `port_holders`, without ORDER BY as `address_holders_query` explains."""
     moment = stored_form(at)
     return _port_leases(target, network).where(
         port_leases.c.mapped_at <= moment,
@@ -276,14 +275,18 @@ def history(connection: Connection, conditions: HistoryFilter) -> list[Change]:
     if conditions.until is not None:
         query = query.where(changes.c.recorded_at <= stored_form(conditions.until))
     if conditions.address is not None:
-        query = query.where(changes.c.seq.in_(_address_event_seqs(conditions.address)))
+        query = query.where(changes.c.seq.in_(address_event_seqs(conditions.address)))
     if conditions.port is not None:
-        query = query.where(changes.c.seq.in_(_port_event_seqs(conditions.port)))
+        query = query.where(changes.c.seq.in_(port_event_seqs(conditions.port)))
     return [_change(row) for row in connection.execute(query)]
 
 
-def _address_event_seqs(target: AddressTarget) -> Select:
-    # Every lease of the address, then the lease events of its holder inside the lease.
+def address_event_seqs(target: AddressTarget) -> Select:
+    """Build a query of the seqs of the lease events of each holder of the address.
+
+    A lease's window runs from its allocation to its release, so the port mappings of the
+    holder in between are included.
+    """
     lease = _address_leases(target, None).subquery()
     window = and_(
         events.c.type.in_(_LEASE_EVENT_TYPES),
@@ -295,7 +298,8 @@ def _address_event_seqs(target: AddressTarget) -> Select:
     return select(events.c.seq).join(lease, window)
 
 
-def _port_event_seqs(target: PortTarget):
+def port_event_seqs(target: PortTarget):
+    """Build a query of the seqs of the mapping and unmapping of each binding of the port."""
     bindings = _port_leases(target, None).subquery()
     return union(
         select(bindings.c.map_seq),

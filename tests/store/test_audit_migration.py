@@ -112,8 +112,8 @@ PORT = parse_target("192.0.2.10:8080/tcp")
         (lambda: queries.last_address_lease_query(ADDRESS, AT, None), "events_allocated_address"),
         (lambda: queries.port_holders_query(PORT, AT, None), "events_mapped_port"),
         (lambda: queries.last_port_lease_query(PORT, AT, None), "events_mapped_port"),
-        (lambda: queries._address_event_seqs(ADDRESS), "events_pairing"),
-        (lambda: queries._port_event_seqs(PORT), "events_mapped_port"),
+        (lambda: queries.address_event_seqs(ADDRESS), "events_pairing"),
+        (lambda: queries.port_event_seqs(PORT), "events_mapped_port"),
     ],
 )
 def test_lookups_use_indexes(history_db, query, index):
