@@ -3,10 +3,11 @@
 Builds a database of N events (1,000,000 by default) in the stored format, then measures:
 
 - `who ADDRESS --at T`, `who PORT/PROTO --at T` and `history --address A` through the Python
-  API (median and 95th percentile over many random lookups) and through the `netstate`
-  command in a fresh process (median), beside two references: starting Python with SQLAlchemy
-  and Typer imported, and `netstate db upgrade`, which opens the database and reads its schema
-  revision, the fixed cost of every command;
+  API, as median and 95th percentile over many random lookups;
+- `who` and `history --address` through the `netstate` command in a fresh process (median),
+  beside two references: starting Python with SQLAlchemy and Typer imported, and
+  `netstate db upgrade`, which opens the database and reads its schema revision, the fixed
+  cost of every command;
 - the same API lookups on a copy of the database without the indexes that the audit migration
   adds, to show what they buy;
 - the cost of those indexes when appending: bulk inserts into an empty log with and without
@@ -62,7 +63,7 @@ from netstate.store.schema import events as events_table  # noqa: E402
 AUDIT_INDEXES = ("events_pairing", "events_allocated_address", "events_mapped_port")
 NETWORKS = {f"net{i}": IPv4Network(f"10.{100 + i}.0.0/18") for i in range(4)}
 USERS = ("root", "ci-runner", "alice", "bob")
-# How many leases are held at once once the churn is steady.
+# Leases held at the same time once the churn is steady.
 LIVE_LEASES = 20_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH = 50_000

@@ -1,4 +1,4 @@
-"""Property: what the lease views say was held at a time is what a fold of the log up to it holds."""
+"""Property: the leases the views return for a time equal those of a fold of the log up to it."""
 
 from __future__ import annotations
 
