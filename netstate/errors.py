@@ -45,6 +45,14 @@ class InvalidTime(InvalidInput):
     """A point in time does not parse."""
 
 
+class InvalidQuery(InvalidInput):
+    """A read-only SQL query does not compile or does not run."""
+
+
+class QueryRejected(NetstateError):
+    """A SQL query tried to change the database, or to do something else a reader may not."""
+
+
 class NotFound(NetstateError, LookupError):
     """A named object is not in the record."""
 

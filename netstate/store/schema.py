@@ -6,7 +6,7 @@ from sqlalchemy import Boolean, Column, Integer, MetaData, Table, Text
 
 # The Alembic revision this code reads and writes. A test checks that it is the migrations'
 # head; on open, a database at another revision is upgraded first.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 metadata = MetaData()
 
