@@ -16,7 +16,7 @@ from netstate.actions import EnsureVeth
 from netstate.domain.events import PortMapped, Protocol, SettingChanged
 from netstate.domain.subnets import HostFacts, parse_subnet
 from netstate.errors import KernelError
-from netstate.kernel.fake import FakeLinks
+from netstate.kernel.fake import FakeLinks, fake_forwarding
 from netstate.service import Kernel, Netstate
 from netstate.store.engine import open_database
 from netstate.store.eventlog import Actor, EventStore, append
@@ -52,7 +52,7 @@ class Script:
     def __init__(self, db: Path) -> None:
         self.now = utc("00:00")
         self.links = FakeLinks()
-        kernel = FixedFactsKernel(self.links, None)
+        kernel = FixedFactsKernel(self.links, None, fake_forwarding)
         store = EventStore(open_database(db))
         self.netstate = Netstate(store, lambda: kernel, Actor("root", 1, "netstate"), lambda: self.now)
 
@@ -107,9 +107,10 @@ def build_history(db: Path) -> Script:
     step("14:03", "carol", "allocate worker-9").allocate("worker-9", network="web", address="10.44.0.7")
 
     # The veth of batch-1 fails, so the service records the release that undoes the lease.
+    # The namespace is this process's own, which the fake kernel never touches.
     script.links.fail_on.add(EnsureVeth)
     try:
-        step("14:30", "dave", "allocate batch-1").allocate("batch-1", network="web", netns=str(db))
+        step("14:30", "dave", "allocate batch-1").allocate("batch-1", network="web", netns="/proc/self/ns/net")
     except KernelError:
         pass
     else:

@@ -63,11 +63,11 @@ def parse_port(text: str) -> PortTarget:
     """Parse PORT, PORT/PROTO or HOST_IP:PORT/PROTO; raise InvalidPortSpec naming the forms."""
     match = _PORT.fullmatch(text.strip())
     if match is None:
-        raise InvalidPortSpec(f"invalid port {text!r}; expected {_PORT_FORMS}")
+        raise InvalidPortSpec(f"invalid port {text!r}; expected {_PORT_FORMS}", spec=text)
 
     port = int(match["port"])
     if not 1 <= port <= 65535:
-        raise InvalidPortSpec(f"invalid port {text!r}: {port} is outside 1-65535")
+        raise InvalidPortSpec(f"invalid port {text!r}: {port} is outside 1-65535", spec=text)
 
     protocol = None
     if match["protocol"] is not None:
@@ -76,7 +76,7 @@ def parse_port(text: str) -> PortTarget:
         except ValueError:
             known = ", ".join(p.value for p in Protocol)
             msg = f"invalid port {text!r}: unknown protocol {match['protocol']!r}; use {known}"
-            raise InvalidPortSpec(msg) from None
+            raise InvalidPortSpec(msg, spec=text) from None
 
     host_ip = None
     if match["host_ip"] is not None:
