@@ -49,4 +49,17 @@ class RemoveVeth:
     host_ifname: str
 
 
-Action = EnsureBridge | RemoveBridge | EnsureVeth | RemoveVeth
+@dataclass(frozen=True, slots=True)
+class RemoveStaleLink:
+    """A link that netstate created but the record no longer holds is gone.
+
+    Reconciliation plans this for a bridge or veth marked as netstate's (its alias, or a name
+    under a prefix netstate reserves) that no recorded network or lease needs. The adapter
+    checks the mark again before it deletes anything.
+    """
+
+    name: str
+    kind: str
+
+
+Action = EnsureBridge | RemoveBridge | EnsureVeth | RemoveVeth | RemoveStaleLink

@@ -44,6 +44,20 @@ def netns_path(name_or_path: str) -> Path:
     return path
 
 
+def is_netns(path: str | Path) -> bool:
+    """Return True when `path` is a network namespace (a bind mount of an nsfs file).
+
+    A path under /run/netns whose mount is gone but whose file is left behind is not one.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return False
+    own = os.stat("/proc/self/ns/net")
+    # Every namespace file lives on the one nsfs filesystem, so the device tells them apart.
+    return found.st_dev == own.st_dev
+
+
 def enter_host_netns(name: str) -> Path:
     """Move this process into the named namespace for the rest of its life."""
     path = netns_path(name)

@@ -5,10 +5,12 @@ Each mutating method follows one sequence:
 1. Validate the input and read what the decision needs from the kernel, changing nothing.
 2. In one write transaction: load the state, decide, append the events, update projections.
 3. After the commit, plan the kernel actions from the events and apply them.
-4. If an action fails, append compensating events, undo what was applied, and raise.
+4. If an action fails, append compensating events, undo what was applied, and raise. A
+   teardown (release, network rm) instead attempts every action and raises the failures
+   together, since its events already say the objects are gone.
 
 A crash between 2 and 3 leaves the record ahead of the kernel; `restore` or `check --repair`
-converges it.
+converges it, and so does repeating an `allocate` with a namespace.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from netstate.domain.events import (
 from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
-from netstate.errors import NetstateError
-from netstate.plan import plan_events
+from netstate.actions import Action
+from netstate.errors import NetstateError, TeardownFailed
+from netstate.plan import ensure_bridge, ensure_veth, plan_events
 from netstate.store import projections
-from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
+from netstate.store.eventlog import Actor, EventStore, Recorded, append
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,7 @@ class Core:
     def remove_network(self, name: str) -> None:
         """Remove a network that holds no address, and its bridge if netstate created it."""
         check_network_name(name)
-        self._execute(lambda state: decide.remove_network(state, name))
+        self._execute(lambda state: decide.remove_network(state, name), teardown=True)
 
     def set_icc(self, name: str, icc: bool) -> Network:
         """Switch inter-container traffic on a network on or off."""
@@ -202,7 +205,14 @@ class Core:
                 state = fold(events, copy.deepcopy(state))
             return events + decide.allocate(state, request)
 
-        self._execute(decision)
+        def touched(state: State) -> list[Action]:
+            lease = state.leases.get((network_name, endpoint))
+            if lease is None or not lease.netns:
+                return []
+            network = state.networks[network_name]
+            return [ensure_bridge(network), ensure_veth(network, lease)]
+
+        self._execute(decision, converge=touched if netns is not None else None)
         return self.attachment(endpoint, network_name)
 
     def _default_network_request(self, network_name: str):
@@ -222,7 +232,7 @@ class Core:
         check_endpoint(endpoint)
         if network is not None:
             check_network_name(network)
-        recorded = self._execute(lambda state: decide.release(state, endpoint, network))
+        recorded = self._execute(lambda state: decide.release(state, endpoint, network), teardown=True)
         return [r.event for r in recorded if isinstance(r.event, AddressReleased)]
 
     def attachment(self, endpoint: str, network: str) -> Attachment:
@@ -248,36 +258,58 @@ class Core:
         with self.store.read() as connection:
             return projections.read_state(connection)
 
-    def rebuild(self) -> int:
-        """Recreate the projections from a fold of the whole log; return the events folded."""
+    def rebuild(self, progress=None) -> int:
+        """Recreate the projections from a fold of the whole log; return the events folded.
+
+        `progress`, if given, is called as progress(seq reached, last seq) while folding.
+        """
+        from netstate.store.rebuild import rebuild
+
         with self.store.write() as connection:
-            state = State()
-            count = 0
-            for recorded in read_events(connection):
-                state.apply(recorded.event)
-                count += 1
-            projections.write_state(connection, state, last_seq(connection))
-        log.info("projections rebuilt from %d events", count)
-        return count
+            return rebuild(connection, progress)
 
     # The command sequence
 
-    def _execute(self, decision: Callable[[State], list[Event]]) -> list[Recorded]:
+    def _execute(
+        self,
+        decision: Callable[[State], list[Event]],
+        *,
+        converge: Callable[[State], list[Action]] | None = None,
+        teardown: bool = False,
+    ) -> list[Recorded]:
+        """Decide and commit, then apply the kernel effects.
+
+        `converge` returns the actions that ensure the objects the command touches, given the
+        state after its events. They run even when the command records nothing new, so that a
+        retry after a crash between commit and effects finishes the job. With `teardown`, every
+        action is attempted and the failures are raised together; nothing is compensated,
+        because the record already says the objects are gone.
+        """
         with self.store.write() as connection:
             state = projections.read_state(connection)
             events = decision(state)
             crashpoint("before-commit")
             recorded = append(connection, events, self.actor, self.clock())
         crashpoint("after-commit")
-        if not recorded:
-            return []
         actions = plan_events(events, state)
-        if actions:
-            try:
-                self.executor.apply(actions)
-            except NetstateError as err:
-                self._compensate(events, state, err)
-                raise
+        if converge is not None:
+            actions = list(dict.fromkeys([*converge(state), *actions]))
+        if not actions:
+            return recorded
+        if teardown:
+            _changed, errors = self.executor.apply_all(actions)
+            if errors:
+                msg = (
+                    f"{len(errors)} of {len(actions)} kernel steps failed; the record is updated "
+                    "and `netstate check --repair` removes what is left"
+                )
+                raise TeardownFailed(msg, errors)
+            return recorded
+        try:
+            self.executor.apply(actions)
+        except NetstateError as err:
+            self._compensate(events, state, err)
+            raise
         return recorded
 
     def _compensate(self, events: list[Event], state_after: State, err: Exception) -> None:
@@ -297,7 +329,9 @@ class Core:
         if not undo:
             return
         with self.store.write() as connection:
+            crashpoint("compensate:before-commit")
             append(connection, undo, self.actor, self.clock())
+        crashpoint("compensate:after-commit")
         _changed, errors = self.executor.apply_all(plan_events(undo, state_after))
         for error in errors:
             log.error("undoing a failed command left an error: %s", error)
