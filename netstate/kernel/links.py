@@ -273,11 +273,14 @@ class Pyroute2Links:
         return changed
 
     def _ensure_default_route(self, inside: IPRoute, action: EnsureVeth) -> bool:
+        # A container keeps the default route it has: the first network plumbed into it, or
+        # one its runtime set. Replacing it would make two networks in one namespace take the
+        # route from each other on every restore.
         for route in inside.route("dump", family=AF_INET, table=254):
-            if route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY") == str(action.gateway):
+            if route["dst_len"] == 0:
                 return False
         self._call(
-            "set default route in", action.netns, inside.route, "replace",
+            "set default route in", action.netns, inside.route, "add",
             dst="0.0.0.0/0", gateway=str(action.gateway),
         )
         return True
@@ -338,9 +341,9 @@ class Pyroute2Links:
             found = inside.link_lookup(ifname=ifname)
             loopback = inside.get_links(1)[0]
             gateways = tuple(
-                IPv4Address(route.get_attr("RTA_GATEWAY"))
+                _address_or_none(route.get_attr("RTA_GATEWAY"))
                 for route in inside.route("dump", family=AF_INET, table=254)
-                if route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY")
+                if route["dst_len"] == 0
             )
             if not found:
                 return PeerFacts(loopback_up=bool(loopback["flags"] & IFF_UP), gateways=gateways)
@@ -395,6 +398,10 @@ class Pyroute2Links:
             return method(*args, **kwargs)
         except NetlinkError as err:
             raise KernelError(f"cannot {what} {name!r}: {os.strerror(err.code)}") from err
+
+
+def _address_or_none(value: str | None) -> IPv4Address | None:
+    return None if value is None else IPv4Address(value)
 
 
 def _kind(message) -> str:
