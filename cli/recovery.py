@@ -70,7 +70,12 @@ def check(
             if report.remaining:
                 typer.echo("drift left after the repair:")
                 _print_drift(report.remaining)
-        typer.echo(_summary(report, "in sync" if not repair else "in sync after the repair"))
+        if not repair:
+            bad = f"{len(report.drifts)} drift(s) found; `netstate check --repair` repairs them"
+            typer.echo(_summary(report, "in sync", bad))
+        else:
+            bad = f"{len(report.remaining or [])} drift(s) left, {len(report.errors)} repair(s) failed"
+            typer.echo(_summary(report, "in sync after the repair", bad))
     if not report.in_sync:
         raise typer.Exit(1)
 
@@ -97,10 +102,12 @@ def restore(ctx: typer.Context, deep: DeepFlag = False, json: JsonFlag = False) 
         for drift in report.drifts:
             if not drift.repair:
                 typer.echo(f"cannot repair: {drift.message}", err=True)
+        unrepairable = sum(1 for drift in report.drifts if not drift.repair)
+        bad = f"{len(report.errors)} repair(s) failed, {unrepairable} drift(s) cannot be repaired automatically"
         if report.changes or report.rebuilt is not None:
-            typer.echo(_summary(report, f"{len(report.changes)} change(s), kernel matches the record"))
+            typer.echo(_summary(report, f"{len(report.changes)} change(s), kernel matches the record", bad))
         else:
-            typer.echo(_summary(report, "nothing to change, kernel matches the record"))
+            typer.echo(_summary(report, "nothing to change, kernel matches the record", bad))
     if not report.in_sync:
         raise typer.Exit(1)
 
@@ -129,13 +136,11 @@ def _print_changes(report) -> None:
         typer.echo(f"failed: {error}", err=True)
 
 
-def _summary(report, good: str) -> str:
+def _summary(report, good: str, bad: str) -> str:
     counted = ", ".join(f"{count} {kind}(s)" for kind, count in report.checked.items())
     if report.in_sync:
         return f"{good} ({counted})" if counted else good
-    left = report.remaining if report.remaining is not None else report.drifts
-    problems = len(left) + len(report.errors)
-    return f"not in sync: {problems} problem(s); see above"
+    return bad
 
 
 def register(app: typer.Typer) -> None:
