@@ -56,6 +56,8 @@ class LinkDriver(Protocol):
     def close(self) -> None: ...
 
 
+# The marks live in netstate.kernel.marks, which imports no pyroute2; they are exported here
+# too for code that imported them from this module.
 __all__ = ["ALIAS_PREFIX", "LinkDriver", "Pyroute2Links", "owner_alias"]
 
 
@@ -182,7 +184,8 @@ class Pyroute2Links:
             # The container namespace was recreated and took the peer with it; start over.
             self._delete(host["index"], action.host_ifname)
             host = None
-        if host is None:
+        fresh = host is None
+        if fresh:
             host = self._create_veth(action)
             changed = True
         settings = {}
@@ -194,7 +197,7 @@ class Pyroute2Links:
             self._call("mark and attach veth", action.host_ifname, self.ipr.link, "set", index=host["index"], **settings)
             changed = True
         crashpoint("veth:attached")
-        changed |= self._configure_peer(action)
+        changed |= self._configure_peer(action, fresh)
         if changed:
             log.info("veth %s ensured for endpoint %s in %s", action.host_ifname, action.endpoint, action.netns)
         return changed
@@ -242,7 +245,8 @@ class Pyroute2Links:
         finally:
             inside.close()
 
-    def _configure_peer(self, action: EnsureVeth) -> bool:
+    def _configure_peer(self, action: EnsureVeth, fresh: bool) -> bool:
+        """Configure the container side; `fresh` when the veth was created by this call."""
         try:
             with entered(action.netns):
                 inside = IPRoute()
@@ -254,6 +258,14 @@ class Pyroute2Links:
             if not found:
                 raise KernelError(f"interface {action.ifname} not found in {action.netns}")
             index = found[0]
+            if fresh:
+                # A peer created a moment ago has no address and is down: skip the reads.
+                self._add_address(inside, action.ifname, index, action.address)
+                crashpoint("peer:addressed")
+                for link_index, name in ((1, "lo"), (index, action.ifname)):
+                    self._call("bring up", name, inside.link, "set", index=link_index, state="up")
+                self._ensure_default_route(inside, action)
+                return True
             addresses = [
                 IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
                 for a in inside.get_addr(index=index, family=AF_INET)

@@ -94,13 +94,15 @@ def fold_log(connection: Connection, progress: Progress | None = None) -> tuple[
         events.c.endpoint, events.c.payload,
     ).order_by(events.c.seq)
     state = State()
+    # Binding `apply` once matters: each attribute lookup of a singledispatchmethod builds a
+    # new wrapper, a third of the fold's time on Python 3.11.
+    apply = state.apply
     count = 0
     last = 0
-    for row in connection.execution_options(yield_per=5000).execute(query):
-        event = from_record(row.type, row.schema_version, row.network, row.endpoint, json.loads(row.payload))
-        state.apply(event)
+    for seq, type_name, version, network, endpoint, payload in connection.execution_options(yield_per=5000).execute(query):
+        apply(from_record(type_name, version, network, endpoint, json.loads(payload)))
         count += 1
-        last = row.seq
+        last = seq
         if progress is not None and count % _PROGRESS_EVERY == 0:
             progress(last, total)
     if progress is not None:
