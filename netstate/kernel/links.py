@@ -9,8 +9,8 @@ Bridges and veths that netstate creates carry an ownership mark (`netstate.kerne
 only links with that mark are ever deleted.
 
 A bridge is created under a staging name, marked, then renamed, because the kernel ignores an
-alias in the message that creates a link: a bridge that appears under its final name without
-the mark is one netstate adopted, never one it half-created.
+alias in the message that creates a link. So a bridge under its final name without the mark
+is one netstate adopted, never one it half-created.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class Pyroute2Links:
         return self._link(action.host_ifname)
 
     def _peer_present(self, action: EnsureVeth, host) -> bool:
-        """Return True when the namespace holds the host veth's own peer under its ifname."""
+        """Return True when the namespace contains the host veth's own peer under its ifname."""
         try:
             with entered(action.netns):
                 inside = IPRoute()
@@ -343,7 +343,7 @@ class Pyroute2Links:
         return found
 
     def scan_peer(self, netns: str, ifname: str) -> PeerFacts:
-        """Return what namespace `netns` holds under `ifname`, its loopback and default routes."""
+        """Return the facts of interface `ifname` in namespace `netns`, its lo and default routes."""
         try:
             with entered(netns):
                 inside = IPRoute()

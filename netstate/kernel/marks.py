@@ -6,8 +6,8 @@ contract. IMPORTANT: changing a prefix orphans the links of existing installatio
 - A bridge or veth netstate created carries the interface alias "netstate:<owner>", where the
   owner is the network of a bridge and the endpoint of a veth.
 - The host side of every veth is named "nsv" plus ten hex digits (`decide.veth_name`). The
-  kernel cannot set an alias in the same message that creates a link, so a process killed
-  between the two leaves an unmarked veth; the reserved name still marks it as netstate's.
+  kernel ignores an alias in the message that creates a link, so a process killed between
+  creating a veth and setting its alias leaves it unmarked. The reserved name still marks it.
 - A bridge is created under a staging name, "nstmp" plus ten hex digits of its final name,
   marked, then renamed. A link still under a staging name was left by a process killed in
   between and is netstate's to delete. This keeps an adopted bridge (one that existed before

@@ -21,8 +21,8 @@ once.
 A new kind (firewall rules, the userland proxy, sysctls) plugs in without changes here:
 
 1. Write a class with a `name` and the three methods above, in a module of this package. Keep
-   `desired` and `diff` free of I/O so that unit tests can drive them with plain values; put
-   the reading in an adapter method of `netstate.kernel` that `observe` calls, and a fake of
+   `desired` and `diff` free of I/O, so that unit tests can drive them with plain values. Put
+   the reading in an adapter method of `netstate.kernel` that `observe` calls, with a fake of
    that method in `netstate/kernel/fake.py`.
 2. Only objects with netstate's ownership mark (a rule comment, a chain of its own, a recorded
    pid) may appear in a repair that removes something.
@@ -93,7 +93,7 @@ class Notice:
 
 @dataclass(slots=True)
 class Findings:
-    """What a diff found: drift to repair and notices to report."""
+    """The outcome of a diff: drift to repair and notices to report."""
 
     drifts: list[Drift] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)

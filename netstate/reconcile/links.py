@@ -35,7 +35,7 @@ class LinkFacts:
 
 @dataclass(frozen=True, slots=True)
 class PeerFacts:
-    """What a container namespace holds under the interface name a lease records."""
+    """The interface a lease names inside a container namespace, with its lo and default routes."""
 
     # Why the namespace could not be read; the other fields are then meaningless.
     error: str | None = None
@@ -116,21 +116,21 @@ class LinksKind:
 
 def stale_links(desired: DesiredLinks, links: Mapping[str, LinkFacts]) -> list[Drift]:
     """Return a drift for each netstate link that the record no longer needs."""
-    wanted_bridges = {bridge.name for bridge in desired.bridges}
+    recorded_bridges = {bridge.name for bridge in desired.bridges}
     drifts = []
     for link in sorted(links.values(), key=lambda l: l.name):
         if not is_owned(link.name, link.kind, link.alias):
             continue
-        if link.kind == "bridge" and link.name in wanted_bridges:
+        if link.kind == "bridge" and link.name in recorded_bridges:
             continue
         if link.kind == "veth" and link.name in desired.recorded:
             continue
         if is_staging_name(link.name):
-            why = "left half-created by an interrupted netstate process"
+            reason = "left half-created by an interrupted netstate process"
         elif link.alias:
-            why = f"marked {link.alias!r} but not in the record"
+            reason = f"marked {link.alias!r} but not in the record"
         else:
-            why = "named like a netstate veth but not in the record"
+            reason = "named like a netstate veth but not in the record"
         drifts.append(
             Drift(
                 kind=link.kind,
@@ -138,7 +138,7 @@ def stale_links(desired: DesiredLinks, links: Mapping[str, LinkFacts]) -> list[D
                 problem="stale",
                 expected="absent",
                 found="present",
-                message=f"{link.kind} {link.name} is {why}",
+                message=f"{link.kind} {link.name} is {reason}",
                 repair=(RemoveStaleLink(name=link.name, kind=link.kind),),
             )
         )
@@ -147,29 +147,29 @@ def stale_links(desired: DesiredLinks, links: Mapping[str, LinkFacts]) -> list[D
 
 def bridge_drift(bridge: EnsureBridge, link: LinkFacts | None) -> list[Drift]:
     """Return the drift of one recorded network's bridge."""
-    what = f"bridge {bridge.name} of network {bridge.network}"
+    subject = f"bridge {bridge.name} of network {bridge.network}"
 
     def drift(problem: str, expected: str, found: str, message: str) -> Drift:
         return Drift("bridge", bridge.name, problem, expected, found, message, (bridge,))
 
     if link is None:
-        return [drift("missing", f"bridge up with {bridge.address}", "absent", f"{what} is missing")]
+        return [drift("missing", f"bridge up with {bridge.address}", "absent", f"{subject} is missing")]
     if link.kind != "bridge":
         found = f"a {link.kind} link" if link.kind else "a link of no kind"
-        msg = f"{what} is {found}, not a bridge; delete or rename that link, then run `netstate restore`"
+        msg = f"{subject} is {found}, not a bridge; delete or rename that link, then run `netstate restore`"
         return [Drift("bridge", bridge.name, "conflict", "bridge", found, msg)]
     drifts = []
     if link.addresses != (bridge.address,):
         found = ", ".join(str(a) for a in link.addresses) or "no IPv4 address"
-        drifts.append(drift("address", str(bridge.address), found, f"{what} carries {found} instead of {bridge.address}"))
+        drifts.append(drift("address", str(bridge.address), found, f"{subject} carries {found} instead of {bridge.address}"))
     if not link.up:
-        drifts.append(drift("down", "up", "down", f"{what} is down"))
+        drifts.append(drift("down", "up", "down", f"{subject} is down"))
     return drifts
 
 
 def veth_drift(veth: EnsureVeth, host: LinkFacts | None, peer: PeerFacts | None) -> list[Drift]:
     """Return the drift of one plumbed lease's veth, its host side first, then its peer."""
-    what = f"veth {veth.host_ifname} of endpoint {veth.endpoint}"
+    subject = f"veth {veth.host_ifname} of endpoint {veth.endpoint}"
     inside = f"{veth.ifname} in {veth.netns}"
 
     def drift(problem: str, expected: str, found: str, message: str) -> Drift:
@@ -177,21 +177,21 @@ def veth_drift(veth: EnsureVeth, host: LinkFacts | None, peer: PeerFacts | None)
 
     if host is None:
         expected = f"veth to {inside} with {veth.address}"
-        return [drift("missing", expected, "absent", f"{what} is missing")]
+        return [drift("missing", expected, "absent", f"{subject} is missing")]
     if host.kind != "veth":
         found = f"a {host.kind} link" if host.kind else "a link of no kind"
-        msg = f"{what} is {found}, not a veth; delete that link, then run `netstate restore`"
+        msg = f"{subject} is {found}, not a veth; delete that link, then run `netstate restore`"
         return [Drift("veth", veth.host_ifname, "conflict", "veth", found, msg)]
 
     drifts = []
     if host.master != veth.bridge:
         found = f"on bridge {host.master}" if host.master else "on no bridge"
-        drifts.append(drift("detached", f"on bridge {veth.bridge}", found, f"{what} is {found}, not on {veth.bridge}"))
+        drifts.append(drift("detached", f"on bridge {veth.bridge}", found, f"{subject} is {found}, not on {veth.bridge}"))
     if not host.up:
-        drifts.append(drift("down", "up", "down", f"{what} is down"))
+        drifts.append(drift("down", "up", "down", f"{subject} is down"))
     if host.alias != owner_alias(veth.endpoint):
         found = repr(host.alias) if host.alias else "no alias"
-        drifts.append(drift("unmarked", repr(owner_alias(veth.endpoint)), found, f"{what} has {found}"))
+        drifts.append(drift("unmarked", repr(owner_alias(veth.endpoint)), found, f"{subject} has {found}"))
     if peer is not None:
         drifts += peer_drift(veth, host, peer)
     return drifts

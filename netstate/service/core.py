@@ -7,7 +7,7 @@ Each mutating method follows one sequence:
 3. After the commit, plan the kernel actions from the events and apply them.
 4. If an action fails, append compensating events, undo what was applied, and raise. A
    teardown (release, network rm) instead attempts every action and raises the failures
-   together, since its events already say the objects are gone.
+   together, since its events already record the objects as removed.
 
 A crash between 2 and 3 leaves the record ahead of the kernel; `restore` or `check --repair`
 converges it, and so does repeating an `allocate` with a namespace.
@@ -282,8 +282,8 @@ class Core:
         `converge` returns the actions that ensure the objects the command touches, given the
         state after its events. They run even when the command records nothing new, so that a
         retry after a crash between commit and effects finishes the job. With `teardown`, every
-        action is attempted and the failures are raised together; nothing is compensated,
-        because the record already says the objects are gone.
+        action is attempted and the failures are raised together. Nothing is compensated,
+        because the record already lists the objects as removed.
         """
         with self.store.write() as connection:
             state = projections.read_state(connection)

@@ -10,8 +10,9 @@
    the lock keeps other commands from committing meanwhile, so a link they are about to create
    is never taken for stale.
 
-`check(repair=True)` then compares again and reports what is left; `restore` reports the
-changes and the errors only, which keeps a restore onto an empty namespace to one pass.
+`check(repair=True)` then compares again and reports the drift left. `restore` does not
+compare again, so a restore onto an empty namespace makes one pass, and reports the changes
+and the errors.
 
 `check()` alone takes no lock and changes nothing. When the projections disagree with the log
 it compares the kernel with a fold of the log instead. A command running meanwhile can show as
@@ -38,7 +39,7 @@ class RebuildProjections:
 
 @dataclass(slots=True)
 class RecoveryReport:
-    """What check or restore found and did."""
+    """The outcome of a check or a restore: the drift found, the repairs made, the errors."""
 
     drifts: list[Drift]
     notices: list[Notice]

@@ -9,7 +9,7 @@ while written, edited by hand, or written by a netstate that had a bug. These ch
   released addresses, mapped minus unmapped ports);
 - with `deep`: the projections equal a fold of the whole log, which reads every event.
 
-Only the deep check sees a row whose values were changed in place.
+Only the deep check detects a row whose values were changed in place.
 """
 
 from __future__ import annotations

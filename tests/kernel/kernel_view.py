@@ -1,4 +1,4 @@
-"""What the record implies and what the kernel holds, read independently of netstate's adapters.
+"""The record's implied state and the kernel's actual state, each read on its own path.
 
 The kernel side is read with `ip -j` in each namespace; the record side is a fold of the event
 log, read without the projections. `assert_converged` compares the two the way the crash and
@@ -80,7 +80,7 @@ def assert_record_consistent(record: Record) -> None:
 
 
 def assert_converged(db: Path, host_ns: str, containers: list[str]) -> Record:
-    """Assert that the kernel holds exactly what the record implies; return the record."""
+    """Assert that the kernel contains exactly what the record implies; return the record."""
     record = read_record(db)
     assert_record_consistent(record)
     state = record.folded

@@ -8,7 +8,7 @@ and the test checks:
 - the log is intact: the events before the command are unchanged, and the command's own events
   are either all there or none;
 - the projections equal a fold of the log, and no address is held twice;
-- the kernel, read with `ip -j`, holds exactly what the record implies, with no bridge or veth
+- the kernel, read with `ip -j`, contains exactly what the record implies, with no bridge or veth
   left over;
 - the second restore changes nothing.
 
@@ -65,8 +65,8 @@ COMMANDS = [
         ("release", "c1"),
         setup=(WEB, DB_NET, PLUMB_C1, ("allocate", "c1", "--network", "db", "--netns", "{c1}", "--ifname", "eth1")),
     ),
-    # Steps before the compensating commit leave a lease whose veth cannot be created, which
-    # restore reports as an error; the record is right to keep it, so only later steps are killed.
+    # A kill before the compensating commit leaves a lease whose veth cannot be created. The
+    # record is right to keep it and restore reports the error, so only later steps are killed.
     Command(
         "allocate-compensated",
         PLUMB_C1,

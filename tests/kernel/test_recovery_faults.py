@@ -1,9 +1,10 @@
 """External faults: someone changes the kernel or the database behind netstate's back.
 
-Each test sets up one network with two plumbed endpoints in throwaway namespaces, injects one
-fault with `ip` or SQL, then checks that `netstate check` reports it (exit status 1), that
-`check --repair` fixes it, that a second repair changes nothing, and that the kernel, read with
-`ip -j`, matches the record again. Links netstate did not create must survive all of it.
+Each test sets up one network with two plumbed endpoints in throwaway namespaces and injects
+one fault with `ip` or SQL. It then checks that `netstate check` reports the fault with exit
+status 1, that `check --repair` fixes it, and that a second repair changes nothing. Last, the
+kernel, read with `ip -j`, must match the record again. Links netstate did not create must
+survive all of it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Plumbed:
         assert status == 1, "check found no drift"
         assert repair_status == 0, f"repair left {repair['remaining']} {repair['errors']}"
         assert again_status == 0
-        assert again["drift"] == [] and again["changes"] == [], f"second repair changed {again['changes']}"
+        assert again["drift"] == [], f"second repair found {again['drift']}"
+        assert again["changes"] == [], f"second repair changed {again['changes']}"
         assert_converged(self.db, self.host, list(self.containers.values()))
         return before, repair, again
 

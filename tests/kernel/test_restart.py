@@ -39,7 +39,7 @@ def running(netstate_cmd, make_netns):
 
 class TestReboot:
     @pytest.mark.parametrize("projections", ["intact", "behind"])
-    def test_restore_keeps_addresses_and_new_requests_get_new_ones(
+    def test_restore_keeps_addresses_after_reboot(
         self, running, netstate_cmd, host_ns, db_path, projections
     ):
         before = leases(netstate_cmd)
@@ -93,7 +93,7 @@ class TestNextCommandConverges:
         netstate_cmd("allocate", "c1", "--network", "web", "--netns", c1)
         assert_converged(db_path, host_ns, [c1])
 
-    def test_network_rm_after_crash_mid_creation_leaves_no_bridge(self, netstate_cmd, host_ns, db_path):
+    def test_half_created_bridge_is_removed(self, netstate_cmd, host_ns, db_path):
         killed = netstate_cmd(*WEB, env={"NETSTATE_CRASH_AT": "bridge:created"}, check=False)
         assert killed.returncode == -9
         netstate_cmd("network", "rm", "web")
