@@ -1,7 +1,7 @@
 """Benchmark of `netstate restore` onto an empty namespace against the raw pyroute2 floor.
 
 Records one network and N endpoints, each plumbed into a container namespace of its own, then
-restores them onto a managed namespace that holds no link, as after a reboot. The floor, in
+restores them onto a managed namespace without links, as after a reboot. The floor, in
 the same run, creates the same links with pyroute2 directly in a second managed namespace and
 a second set of containers: the bridge with its address, and for each endpoint a veth whose
 peer is created inside the container, attached to the bridge and up, then inside the
