@@ -54,6 +54,19 @@ class RemoveVeth:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveStaleLink:
+    """A link that netstate created but the record no longer holds is gone.
+
+    Reconciliation plans this for a bridge or veth marked as netstate's (its alias, or a name
+    under a prefix netstate reserves) that no recorded network or lease needs. The adapter
+    checks the mark again before it deletes anything.
+    """
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
 class EnsureSysctl:
     """The sysctl at `key`, a path under /proc/sys such as "net/ipv4/ip_forward", is `value`."""
 
@@ -89,6 +102,6 @@ class FlushConntrack:
 
 
 Action = (
-    EnsureBridge | RemoveBridge | EnsureVeth | RemoveVeth
+    EnsureBridge | RemoveBridge | EnsureVeth | RemoveVeth | RemoveStaleLink
     | EnsureSysctl | SyncProxy | SyncFirewall | FlushConntrack
 )

@@ -131,3 +131,18 @@ class KernelError(NetstateError):
 
 class StoreError(NetstateError):
     """The event store cannot be opened, migrated or written."""
+
+
+class TeardownFailed(ExceptionGroup, KernelError):
+    """Some steps of a teardown failed; every step was still attempted.
+
+    The record already says the objects are gone, so what is left in the kernel is stale:
+    `netstate check --repair` or `netstate restore` removes it. `exceptions` holds each failure.
+    """
+
+    def __new__(cls, message: str, errors):
+        return super().__new__(cls, message, list(errors))
+
+    def __str__(self) -> str:
+        details = "; ".join(str(error) for error in self.exceptions)
+        return f"{self.message}: {details}"

@@ -13,10 +13,12 @@ from netstate.actions import (
     EnsureVeth,
     FlushConntrack,
     RemoveBridge,
+    RemoveStaleLink,
     RemoveVeth,
     SyncFirewall,
     SyncProxy,
 )
+from netstate.crash import crashpoint
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +41,36 @@ class Executor:
         """Apply actions in order, stopping at the first failure; return those that changed."""
         changed = []
         for action in actions:
-            if self.run(action):
+            if self._step(action):
                 changed.append(action)
         return changed
 
-    def apply_all(self, actions: Iterable[Action]) -> tuple[list[Action], list[Exception]]:
-        """Apply every action even when some fail, as teardown must; return changes and errors."""
+    def apply_all(
+        self, actions: Iterable[Action], progress: Callable[[int], None] | None = None
+    ) -> tuple[list[Action], list[Exception]]:
+        """Apply every action even when some fail, as teardown must; return changes and errors.
+
+        `progress`, if given, is called with the number of actions done after each one.
+        """
         changed: list[Action] = []
         errors: list[Exception] = []
-        for action in actions:
+        for done, action in enumerate(actions, start=1):
             try:
-                if self.run(action):
+                if self._step(action):
                     changed.append(action)
             except Exception as err:  # noqa: BLE001 - collected and re-raised by the caller
                 log.warning("action %s failed: %s", action, err)
                 errors.append(err)
+            if progress is not None:
+                progress(done)
         return changed, errors
+
+    def _step(self, action: Action) -> bool:
+        name = type(action).__name__
+        crashpoint(f"before:{name}")
+        changed = self.run(action)
+        crashpoint(f"after:{name}")
+        return changed
 
     @singledispatchmethod
     def run(self, action) -> bool:
@@ -76,6 +92,10 @@ class Executor:
     @run.register
     def _(self, action: RemoveVeth) -> bool:
         return self.links.remove_veth(action)
+
+    @run.register
+    def _(self, action: RemoveStaleLink) -> bool:
+        return self.links.remove_stale_link(action)
 
     @run.register
     def _(self, action: EnsureSysctl) -> bool:

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 
-from netstate.actions import EnsureBridge, EnsureVeth, RemoveBridge, RemoveVeth
+import itertools
+
+from netstate.actions import EnsureBridge, EnsureVeth, RemoveBridge, RemoveStaleLink, RemoveVeth
 from netstate.domain.decide import ObservedLink
 from netstate.errors import KernelError
-from netstate.kernel.links import owner_alias
+from netstate.kernel.marks import is_owned, owner_alias
+from netstate.reconcile.links import LinkFacts, PeerFacts
+
+_indexes = itertools.count(2)
 
 
 @dataclass
@@ -23,6 +28,7 @@ class FakeLink:
     master: str | None = None
     # For a veth: (namespace path, peer name, peer address, default gateway).
     peer: tuple | None = None
+    index: int = field(default_factory=lambda: next(_indexes))
 
 
 class FakeLinks:
@@ -33,6 +39,8 @@ class FakeLinks:
         self._routes = routes
         self.fail_on: set[type] = set()
         self.applied: list = []
+        # Namespace paths that tests declare deleted; every other path exists.
+        self.gone_netns: set[str] = set()
 
     def close(self) -> None:
         pass
@@ -78,11 +86,16 @@ class FakeLinks:
         self._record(action)
         if action.bridge not in self.links:
             raise KernelError(f"bridge {action.bridge!r} not found")
+        if action.netns in self.gone_netns:
+            raise KernelError(f"cannot open namespace {action.netns}: No such file or directory")
         wanted = FakeLink(
             action.host_ifname, "veth", up=True, alias=owner_alias(action.endpoint),
             master=action.bridge, peer=(action.netns, action.ifname, action.address, action.gateway),
         )
-        changed = self.links.get(action.host_ifname) != wanted
+        present = self.links.get(action.host_ifname)
+        if present is not None:
+            wanted.index = present.index
+        changed = present != wanted
         self.links[action.host_ifname] = wanted
         return changed
 
@@ -90,6 +103,58 @@ class FakeLinks:
         self._record(action)
         return self.links.pop(action.host_ifname, None) is not None
 
+    def remove_stale_link(self, action: RemoveStaleLink) -> bool:
+        self._record(action)
+        link = self.links.get(action.name)
+        if link is None or link.kind != action.kind or not is_owned(link.name, link.kind, link.alias):
+            return False
+        del self.links[action.name]
+        return True
+
+    def scan_links(self) -> dict[str, LinkFacts]:
+        return {
+            link.name: LinkFacts(
+                name=link.name,
+                kind=link.kind,
+                index=link.index,
+                up=link.up,
+                alias=link.alias,
+                master=link.master,
+                addresses=tuple(link.addresses),
+                peer_index=_peer_index(link) if link.peer else None,
+            )
+            for link in self.links.values()
+        }
+
+    def scan_peer(self, netns: str, ifname: str) -> PeerFacts:
+        for link in self.links.values():
+            if link.peer and link.peer[:2] == (netns, ifname):
+                _netns, _ifname, address, gateway = link.peer
+                return PeerFacts(
+                    index=_peer_index(link), peer_index=link.index, up=True, loopback_up=True,
+                    addresses=(address,), gateways=(gateway,),
+                )
+        return PeerFacts(loopback_up=True)
+
+    def netns_exists(self, path: str) -> bool:
+        return path not in self.gone_netns
+
+    def resolve_netns(self, name_or_path: str) -> str:
+        """Resolve a name as the real adapter does; any existing path not marked gone counts."""
+        import os
+
+        from netstate.errors import NotFound
+        from netstate.kernel.netns import netns_location
+
+        path = str(netns_location(name_or_path))
+        if path in self.gone_netns or not os.path.exists(path):
+            raise NotFound(f"network namespace {name_or_path!r} not found at {path}")
+        return path
+
+
+def _peer_index(link: FakeLink) -> int:
+    # The fake keeps a veth's peer inside its host-side record, under a derived index.
+    return link.index + 100_000
 
 class FakeFirewall:
     """Firewall adapter over in-memory tables, planned by the same code as the real one."""

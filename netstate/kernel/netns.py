@@ -34,6 +34,19 @@ def _setns(fd: int) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
+def netns_location(name_or_path: str) -> Path:
+    """Return where a namespace given as a name under /run/netns or as a path would be.
+
+    Raises:
+        InvalidInput: the text is empty.
+    """
+    if not name_or_path:
+        raise InvalidInput("invalid namespace '': give a name under /run/netns or a path")
+    if "/" in name_or_path:
+        return Path(name_or_path)
+    return NETNS_RUN_DIR / name_or_path
+
+
 def netns_path(name_or_path: str) -> Path:
     """Resolve a namespace given as a name under /run/netns or as a path.
 
@@ -41,12 +54,7 @@ def netns_path(name_or_path: str) -> Path:
         InvalidInput: the text is empty.
         NotFound: nothing is at the path, or it is not a network namespace.
     """
-    if not name_or_path:
-        raise InvalidInput("invalid namespace '': give a name under /run/netns or a path")
-    if "/" in name_or_path:
-        path = Path(name_or_path)
-    else:
-        path = NETNS_RUN_DIR / name_or_path
+    path = netns_location(name_or_path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -66,6 +74,20 @@ def netns_path(name_or_path: str) -> Path:
         msg = f"{path} is not a network namespace; give a name under /run/netns or a path such as /proc/PID/ns/net"
         raise NotFound(msg)
     return path
+
+
+def is_netns(path: str | Path) -> bool:
+    """Return True when `path` is a network namespace (a bind mount of an nsfs file).
+
+    A path under /run/netns whose mount is gone but whose file is left behind is not one.
+    """
+    try:
+        found = os.stat(path)
+    except OSError:
+        return False
+    own = os.stat("/proc/self/ns/net")
+    # Every namespace file lives on the one nsfs filesystem, so the device tells them apart.
+    return found.st_dev == own.st_dev
 
 
 def enter_host_netns(name: str) -> Path:

@@ -5,10 +5,12 @@ Each mutating method follows one sequence:
 1. Validate the input and read what the decision needs from the kernel, changing nothing.
 2. In one write transaction: load the state, decide, append the events, update projections.
 3. After the commit, plan the kernel actions from the events and apply them.
-4. If an action fails, append compensating events, undo what was applied, and raise.
+4. If an action fails, append compensating events, undo what was applied, and raise. A
+   teardown (release, network rm) instead attempts every action and raises the failures
+   together, since its events already record the objects as removed.
 
 A crash between 2 and 3 leaves the record ahead of the kernel; `restore` or `check --repair`
-converges it.
+converges it, and so does repeating an `allocate` with a namespace.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from netstate.domain.events import AddressReleased, Event
 from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
-from netstate.errors import InvalidSubnet, NetstateError, UnknownEndpoint
+from netstate.actions import Action
+from netstate.errors import InvalidSubnet, NetstateError, TeardownFailed, UnknownEndpoint
 from netstate.plan import (
     ensure_bridge,
     ensure_veth,
@@ -39,7 +42,7 @@ from netstate.plan import (
 )
 from netstate.store import projections
 from netstate.store.current import CurrentState, copy_of
-from netstate.store.eventlog import Actor, EventStore, Recorded, append, last_seq, read_events
+from netstate.store.eventlog import Actor, EventStore, Recorded, append
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +164,7 @@ class Core:
     def remove_network(self, name: str) -> None:
         """Remove a network that holds no address, and its bridge if netstate created it."""
         check_network_name(name)
-        self._execute(lambda state: decide.remove_network(state, name))
+        self._execute(lambda state: decide.remove_network(state, name), teardown=True)
 
     def set_icc(self, name: str, icc: bool) -> Network:
         """Switch inter-container traffic on a network on or off."""
@@ -200,9 +203,7 @@ class Core:
             check_ifname(ifname)
         netns_path = None
         if netns is not None:
-            from netstate.kernel.netns import netns_path as resolve
-
-            netns_path = str(resolve(netns))
+            netns_path = self.kernel.links.resolve_netns(netns)
         request = decide.Allocate(endpoint, network_name, requested, netns_path, ifname)
 
         default_request = self._default_network_request(network_name)
@@ -214,15 +215,18 @@ class Core:
                 state = fold(events, copy.deepcopy(state))
             return events + decide.allocate(state, request)
 
-        recorded = self._execute(decision)
+        def touched(state: State) -> list[Action]:
+            lease = state.leases.get((network_name, endpoint))
+            if lease is None or not lease.netns:
+                return []
+            network = state.networks[network_name]
+            return [ensure_bridge(network), ensure_veth(network, lease)]
+
+        # A repeated request records nothing, but a crash or a failed removal may have left
+        # its veth half-made, so the touched links are ensured again either way.
+        self._execute(decision, converge=touched if netns is not None else None)
         # The state the decision saw, with its events folded in: no second read is needed.
-        attachment = _attachment_in(self._current.latest(), endpoint, network_name)
-        if not recorded and attachment.lease.netns:
-            # A repeated request: the lease was recorded before, but a crash or a failed
-            # removal may have left its veth half-made, so ensure it again.
-            network = attachment.network
-            self.executor.apply([ensure_bridge(network), ensure_veth(network, attachment.lease)])
-        return attachment
+        return _attachment_in(self._current.latest(), endpoint, network_name)
 
     def _default_network_request(self, network_name: str):
         """Return the arguments to create the default network if it is needed and missing."""
@@ -241,7 +245,7 @@ class Core:
         check_endpoint(endpoint)
         if network is not None:
             check_network_name(network)
-        recorded = self._execute(lambda state: decide.release(state, endpoint, network))
+        recorded = self._execute(lambda state: decide.release(state, endpoint, network), teardown=True)
         return [r.event for r in recorded if isinstance(r.event, AddressReleased)]
 
     def attachment(self, endpoint: str, network: str) -> Attachment:
@@ -261,40 +265,72 @@ class Core:
         with self.store.read() as connection:
             return copy_of(self._current.read(connection))
 
-    def rebuild(self) -> int:
-        """Recreate the projections from a fold of the whole log; return the events folded."""
+    def rebuild(self, progress=None) -> int:
+        """Recreate the projections from a fold of the whole log; return the events folded.
+
+        `progress`, if given, is called as progress(seq reached, last seq) while folding.
+        """
+        from netstate.store.rebuild import rebuild
+
         with self.store.write() as connection:
-            state = State()
-            count = 0
-            for recorded in read_events(connection):
-                state.apply(recorded.event)
-                count += 1
-            projections.write_state(connection, state, last_seq(connection))
-        log.info("projections rebuilt from %d events", count)
-        return count
+            return rebuild(connection, progress)
 
     # The command sequence
 
-    def _execute(self, decision: Callable[[State], list[Event]]) -> list[Recorded]:
+    def _execute(
+        self,
+        decision: Callable[[State], list[Event]],
+        *,
+        converge: Callable[[State], list[Action]] | None = None,
+        teardown: bool = False,
+    ) -> list[Recorded]:
+        """Decide and commit, then apply the kernel effects.
+
+        `converge` returns the actions that ensure the objects the command touches, given the
+        state after its events. They run even when the command records nothing new, so that a
+        retry after a crash between commit and effects finishes the job. With `teardown`, every
+        action is attempted and the failures are raised together. Nothing is compensated,
+        because the record already lists the objects as removed.
+        """
         with self.store.write() as connection:
             state = self._current.read(connection)
             events = decision(state)
             crashpoint("before-commit")
             recorded = append(connection, events, self.actor, self.clock())
         crashpoint("after-commit")
-        if not recorded:
-            return []
-        try:
-            # Planning folds the events into the cached state, which then matches the log.
-            actions = plan_events(events, state)
-        except BaseException:
-            self._current.forget()
-            raise
-        self._current.advance(recorded[-1].seq)
+        if recorded:
+            try:
+                # Planning folds the events into the cached state, which then matches the log.
+                actions = plan_events(events, state)
+            except BaseException:
+                self._current.forget()
+                raise
+            self._current.advance(recorded[-1].seq)
+        else:
+            actions = []
+        if converge is not None:
+            actions = list(dict.fromkeys([*converge(state), *actions]))
+        forwarding = touches_forwarding(events)
+        if not actions and not forwarding:
+            return recorded
+        if teardown:
+            _changed, errors = self.executor.apply_all(actions)
+            if forwarding:
+                try:
+                    self._sync_forwarding(events)
+                except NetstateError as error:
+                    errors.append(error)
+            if errors:
+                msg = (
+                    f"{len(errors)} of {len(actions)} kernel steps failed; the record is updated "
+                    "and `netstate check --repair` removes what is left"
+                )
+                raise TeardownFailed(msg, errors)
+            return recorded
         try:
             if actions:
                 self.executor.apply(actions)
-            if touches_forwarding(events):
+            if forwarding:
                 self._sync_forwarding(events)
         except NetstateError as err:
             self._compensate(events, err)
@@ -322,7 +358,9 @@ class Core:
         with self.store.write() as connection:
             state = projections.read_state(connection)
             undo = decide.undo(state, events, reason)
+            crashpoint("compensate:before-commit")
             append(connection, undo, self.actor, self.clock())
+        crashpoint("compensate:after-commit")
         if not undo:
             return
         _changed, errors = self.executor.apply_all(plan_events(undo, state))

@@ -88,7 +88,7 @@ def test_ifname_taken_in_container_is_compensated(netstate_cmd, host_ns, make_ne
     subprocess.run(["ip", "-n", c1, "link", "add", "eth0", "type", "veth", "peer", "name", "eth9"], check=True)
     result = netstate_cmd("allocate", "c1", "--netns", c1, check=False)
     assert result.returncode == 1
-    assert "interface 'eth0' already exists in" in result.stderr
+    assert "eth0 already exists in" in result.stderr
     assert "pass another --ifname" in result.stderr
     assert event_types(db_path) == ["NetworkCreated", "AddressAllocated", "AddressReleased", "NetworkRemoved"]
     assert veths(host_ns) == set()

@@ -127,9 +127,14 @@ class TestAllocate:
     def test_missing_netns_appends_nothing(self, svc, db_path):
         with pytest.raises(NotFound, match="network namespace 'no-such-ns' not found"):
             svc.allocate("c1", netns="no-such-ns")
-        with pytest.raises(NotFound, match="/etc/hostname is not a network namespace"):
-            svc.allocate("c1", netns="/etc/hostname")
         assert stored_events(db_path) == []
+
+    def test_regular_file_is_no_netns(self):
+        # The fake kernel accepts any existing path; the real adapter's check is this one.
+        from netstate.kernel.netns import netns_path
+
+        with pytest.raises(NotFound, match="/etc/hostname is not a network namespace"):
+            netns_path("/etc/hostname")
 
     def test_netns_plumbs_veth(self, svc, links):
         attachment = svc.allocate("c1", netns=NETNS)
