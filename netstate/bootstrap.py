@@ -48,7 +48,9 @@ def open_service(db: Path | None = None, *, host_netns: str | None = None, kerne
     from netstate.store.engine import open_database
     from netstate.store.eventlog import EventStore
 
-    if host_netns:
+    # An empty name is an error, not "no namespace": `--host-netns "$UNSET"` must not manage
+    # the host's own network.
+    if host_netns is not None:
         from netstate.kernel.netns import enter_host_netns
 
         enter_host_netns(host_netns)

@@ -11,6 +11,7 @@ from netstate.bootstrap import open_service
 from netstate.errors import (
     AddressInUse,
     AddressNotInSubnet,
+    InvalidInput,
     InvalidName,
     InvalidSubnet,
     KernelError,
@@ -201,3 +202,9 @@ def test_actor_recorded(svc, db_path):
 
     assert (pid, user) == (os.getpid(), "root" if os.geteuid() == 0 else user)
     assert command
+
+
+def test_empty_host_netns_is_an_error_not_the_host(db_path):
+    # An unset shell variable in `--host-netns "$NS"` must not fall back to the host's network.
+    with pytest.raises(InvalidInput, match="invalid namespace ''"):
+        open_service(db_path, host_netns="", kernel="fake")
