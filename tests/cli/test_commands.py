@@ -129,6 +129,8 @@ BAD_INPUTS = [
     (("network", "create", "web", "--subnet", "10.44.0.0/33"), 2, "invalid subnet '10.44.0.0/33'"),
     (("network", "create", "web", "--subnet", "banana"), 2, "invalid subnet 'banana'"),
     (("network", "create", "web", "--subnet", "10.44.0.7/32"), 2, "invalid subnet '10.44.0.7/32': a /32 has no address"),
+    (("network", "create", "web", "--subnet", "127.0.0.0/24"), 2, "invalid subnet '127.0.0.0/24': it overlaps 127.0.0.0/8"),
+    (("network", "create", "web", "--subnet", "224.0.0.0/24"), 2, "invalid subnet '224.0.0.0/24': it overlaps 224.0.0.0/4"),
     (("network", "create", "web", "--subnet", "10.44.0.0/24", "--bridge", "abcdefghijklmnop"), 2,
      "invalid interface name 'abcdefghijklmnop': 16 bytes, the kernel allows at most 15"),
     (("network", "create", "web", "--subnet", "10.44.0.0/24", "--gateway", "10.44.0.255"), 2,
