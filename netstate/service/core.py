@@ -27,7 +27,7 @@ from netstate.domain.events import AddressReleased, Event
 from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
-from netstate.errors import InvalidSubnet, NetstateError, UnknownEndpoint
+from netstate.errors import InvalidInput, InvalidSubnet, NetstateError, UnknownEndpoint
 from netstate.plan import (
     ensure_bridge,
     ensure_veth,
@@ -198,6 +198,8 @@ class Core:
         requested = parse_address(str(address)) if address is not None else None
         if ifname is not None:
             check_ifname(ifname)
+            if netns is None:
+                raise InvalidInput(f"--ifname {ifname} needs --netns; pass the namespace the interface goes into")
         netns_path = None
         if netns is not None:
             from netstate.kernel.netns import netns_path as resolve

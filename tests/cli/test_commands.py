@@ -149,6 +149,7 @@ BAD_INPUTS = [
     (("allocate", "c1", "--network", "existing", "--ip", "192.0.2.1"), 1, "address 192.0.2.1 is the gateway"),
     (("allocate", "c1", "--network", "existing", "--ip", "192.0.2.x"), 2, "invalid IPv4 address '192.0.2.x'"),
     (("allocate", "c1", "--network", "existing", "--netns", "x", "--ifname", "eth/0"), 2, "invalid interface name 'eth/0'"),
+    (("allocate", "c1", "--network", "existing", "--ifname", "eth1"), 2, "--ifname eth1 needs --netns"),
     (("release", "bad/name"), 2, "invalid endpoint name 'bad/name'"),
 ]
 

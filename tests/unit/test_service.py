@@ -132,6 +132,12 @@ class TestAllocate:
             svc.allocate("c1", netns="/etc/hostname")
         assert stored_events(db_path) == []
 
+    def test_ifname_without_netns_appends_nothing(self, svc, db_path):
+        # It used to be dropped silently, leaving a lease with no interface name.
+        with pytest.raises(InvalidInput, match="--ifname eth1 needs --netns"):
+            svc.allocate("c1", ifname="eth1")
+        assert stored_events(db_path) == []
+
     def test_netns_plumbs_veth(self, svc, links):
         attachment = svc.allocate("c1", netns=NETNS)
         veth = links.links[attachment.lease.host_ifname]
