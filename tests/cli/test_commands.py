@@ -141,6 +141,7 @@ BAD_INPUTS = [
     (("network", "create", "web", "--subnet", "192.0.2.128/25"), 1, "overlaps network 'existing'"),
     (("network", "rm", "nope"), 1, "network 'nope' not found"),
     (("network", "icc", "nope", "--off"), 1, "network 'nope' not found"),
+    (("network", "icc", "existing"), 2, "network icc existing needs --on or --off"),
     (("allocate", "c1", "--network", "nope"), 1, "network 'nope' not found"),
     (("allocate", ""), 2, "invalid endpoint name '': a name must not be empty"),
     (("allocate", "bad/name"), 2, "invalid endpoint name 'bad/name'"),
