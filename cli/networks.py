@@ -78,13 +78,18 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Network
 def switch_icc(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Network name.")],
-    enabled: Annotated[bool, typer.Option("--on/--off", help="Allow or drop traffic between containers.")],
+    enabled: Annotated[Optional[bool], typer.Option("--on/--off", help="Allow or drop traffic between containers.")] = None,
     json: JsonFlag = False,
 ) -> None:
     """Switch traffic between containers of a network on or off.
 
     Example: netstate network icc web --off
     """
+    if enabled is None:
+        # Typer would report only "Missing option '--on'", as if --off did not exist.
+        from netstate.errors import InvalidInput
+
+        raise InvalidInput(f"network icc {name} needs --on or --off")
     network = service(ctx).set_icc(name, enabled)
     if json:
         emit_json(network_dict(network))

@@ -45,10 +45,13 @@ def open_service(db: Path | None = None, *, host_netns: str | None = None, kerne
             adapters that touch nothing.
     """
     from netstate.service import Kernel, Netstate
+    from netstate.service.core import OWN_NETNS
     from netstate.store.engine import open_database
     from netstate.store.eventlog import EventStore
 
-    if host_netns:
+    # An empty name is an error, not "no namespace": `--host-netns "$UNSET"` must not manage
+    # the host's own network.
+    if host_netns is not None:
         from netstate.kernel.netns import enter_host_netns
 
         enter_host_netns(host_netns)
@@ -62,7 +65,7 @@ def open_service(db: Path | None = None, *, host_netns: str | None = None, kerne
             return Kernel(FakeLinks(), host_netns, fake_forwarding)
         from netstate.kernel.forwarding import build_forwarding
 
-        return Kernel(_BuiltOnFirstUse(_pyroute2_links), host_netns, lambda: build_forwarding(path))
+        return Kernel(_BuiltOnFirstUse(_pyroute2_links), host_netns, lambda: build_forwarding(path), own_netns=OWN_NETNS)
 
     return Netstate(store, build_kernel, current_actor(), lambda: datetime.now(UTC))
 

@@ -28,6 +28,17 @@ CANDIDATES: tuple[str, ...] = (
 )
 
 
+# Ranges that cannot serve as a bridge subnet (RFC 6890). 0.0.0.0/8 and 127.0.0.0/8 belong to
+# the host itself, link-local addresses are not forwarded, and the rest are not unicast.
+SPECIAL_RANGES: tuple[tuple[IPv4Network, str], ...] = (
+    (IPv4Network("0.0.0.0/8"), "'this network' range"),
+    (IPv4Network("127.0.0.0/8"), "loopback range"),
+    (IPv4Network("169.254.0.0/16"), "link-local range"),
+    (IPv4Network("224.0.0.0/4"), "multicast range"),
+    (IPv4Network("240.0.0.0/4"), "reserved range"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class HostFacts:
     """What the namespace netstate manages looks like, read before a subnet is chosen."""
@@ -53,7 +64,8 @@ def parse_subnet(text: str, gateway: str | None = None) -> tuple[IPv4Network, IP
     addresses (RFC 3021), so it leaves one for a container; a /32 leaves none and is rejected.
 
     Raises:
-        InvalidSubnet: the text is no IPv4 CIDR, the prefix is /32, or the gateway is outside
+        InvalidSubnet: the text is no IPv4 CIDR, the prefix is /32, the subnet overlaps a
+            loopback, link-local, multicast or reserved range, or the gateway is outside
             the subnet or is its network or broadcast address.
     """
     try:
@@ -65,6 +77,7 @@ def parse_subnet(text: str, gateway: str | None = None) -> tuple[IPv4Network, IP
         raise InvalidSubnet(f"invalid subnet {text!r}: missing prefix length, as in 10.44.0.0/24")
     subnet = interface.network
     check_size(subnet, text)
+    check_unicast(subnet, text)
 
     host_bits_set = interface.ip != subnet.network_address
     if gateway is not None:
@@ -86,6 +99,15 @@ def check_size(subnet: IPv4Network, text: str | None = None) -> None:
         shown = repr(text) if text is not None else str(subnet)
         msg = f"invalid subnet {shown}: a /32 has no address for a container; use /30 or larger"
         raise InvalidSubnet(msg)
+
+
+def check_unicast(subnet: IPv4Network, text: str | None = None) -> None:
+    """Raise InvalidSubnet if `subnet` overlaps a loopback, link-local, multicast or reserved range."""
+    for special, what in SPECIAL_RANGES:
+        if subnet.overlaps(special):
+            shown = repr(text) if text is not None else str(subnet)
+            msg = f"invalid subnet {shown}: it overlaps {special}, the {what}; pick a private range such as 10.44.0.0/24"
+            raise InvalidSubnet(msg)
 
 
 def check_gateway(subnet: IPv4Network, gateway: IPv4Address) -> None:

@@ -90,6 +90,12 @@ def is_netns(path: str | Path) -> bool:
     return found.st_dev == own.st_dev
 
 
+def same_namespace(path: str | Path, other: str | Path) -> bool:
+    """Return whether two namespace files name the same namespace."""
+    a, b = os.stat(path), os.stat(other)
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def enter_host_netns(name: str) -> Path:
     """Move this process into the named namespace for the rest of its life."""
     path = netns_path(name)

@@ -74,7 +74,7 @@ class AuditQueries:
             since, until: only events recorded in this closed interval.
 
         Raises:
-            InvalidInput: a malformed name, address, port or time.
+            InvalidInput: a malformed name, address, port or time, or `since` after `until`.
         """
         from netstate.audit import queries
         from netstate.audit.targets import AddressTarget, parse_port
@@ -88,6 +88,9 @@ class AuditQueries:
             since=self._moment(since) if since is not None else None,
             until=self._moment(until) if until is not None else None,
         )
+        if conditions.since is not None and conditions.until is not None and conditions.since > conditions.until:
+            msg = f"--since {since} is after --until {until}, so no event can match; swap them"
+            raise InvalidInput(msg)
         with self.store.read() as connection:
             return queries.history(connection, conditions)
 

@@ -30,7 +30,7 @@ from netstate.domain.state import Lease, Network, State, fold
 from netstate.domain.subnets import HostFacts, parse_address, parse_subnet
 from netstate.domain.names import check_endpoint, check_ifname, check_network_name
 from netstate.actions import Action
-from netstate.errors import InvalidSubnet, NetstateError, TeardownFailed, UnknownEndpoint
+from netstate.errors import Conflict, InvalidInput, InvalidSubnet, NetstateError, TeardownFailed, UnknownEndpoint
 from netstate.plan import (
     ensure_bridge,
     ensure_veth,
@@ -70,13 +70,35 @@ class Attachment:
         }
 
 
+# The namespace of the calling thread, which is the managed one (setns moves only that thread).
+OWN_NETNS = "/proc/thread-self/ns/net"
+
+
 class Kernel:
     """The kernel adapters, built on first use so that pure commands never import them."""
 
-    def __init__(self, links, host_netns: str | None, forwarding_factory: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        links,
+        host_netns: str | None,
+        forwarding_factory: Callable[[], object] | None = None,
+        *,
+        own_netns: str | None = None,
+    ) -> None:
         self.links = links
         self.host_netns = host_netns
         self._forwarding_factory = forwarding_factory
+        # The managed namespace's file, OWN_NETNS for real links. None skips the check, as for
+        # the fake's links, which live in memory.
+        self.own_netns = own_netns
+
+    def manages_netns(self, path: str) -> bool:
+        """Return whether `path` is the namespace whose bridges these adapters manage."""
+        if self.own_netns is None:
+            return False
+        from netstate.kernel.netns import same_namespace
+
+        return same_namespace(path, self.own_netns)
 
     @cached_property
     def forwarding(self):
@@ -201,9 +223,16 @@ class Core:
         requested = parse_address(str(address)) if address is not None else None
         if ifname is not None:
             check_ifname(ifname)
+            if netns is None:
+                raise InvalidInput(f"--ifname {ifname} needs --netns; pass the namespace the interface goes into")
         netns_path = None
         if netns is not None:
             netns_path = self.kernel.links.resolve_netns(netns)
+            if self.kernel.manages_netns(netns_path):
+                # The veth's far end would land beside the bridge, and its default route via the
+                # gateway would outlive the release.
+                msg = f"--netns {netns} is the namespace netstate manages, not a container's; pass the container's namespace"
+                raise Conflict(msg)
         request = decide.Allocate(endpoint, network_name, requested, netns_path, ifname)
 
         default_request = self._default_network_request(network_name)

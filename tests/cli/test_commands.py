@@ -129,6 +129,8 @@ BAD_INPUTS = [
     (("network", "create", "web", "--subnet", "10.44.0.0/33"), 2, "invalid subnet '10.44.0.0/33'"),
     (("network", "create", "web", "--subnet", "banana"), 2, "invalid subnet 'banana'"),
     (("network", "create", "web", "--subnet", "10.44.0.7/32"), 2, "invalid subnet '10.44.0.7/32': a /32 has no address"),
+    (("network", "create", "web", "--subnet", "127.0.0.0/24"), 2, "invalid subnet '127.0.0.0/24': it overlaps 127.0.0.0/8"),
+    (("network", "create", "web", "--subnet", "224.0.0.0/24"), 2, "invalid subnet '224.0.0.0/24': it overlaps 224.0.0.0/4"),
     (("network", "create", "web", "--subnet", "10.44.0.0/24", "--bridge", "abcdefghijklmnop"), 2,
      "invalid interface name 'abcdefghijklmnop': 16 bytes, the kernel allows at most 15"),
     (("network", "create", "web", "--subnet", "10.44.0.0/24", "--gateway", "10.44.0.255"), 2,
@@ -139,6 +141,7 @@ BAD_INPUTS = [
     (("network", "create", "web", "--subnet", "192.0.2.128/25"), 1, "overlaps network 'existing'"),
     (("network", "rm", "nope"), 1, "network 'nope' not found"),
     (("network", "icc", "nope", "--off"), 1, "network 'nope' not found"),
+    (("network", "icc", "existing"), 2, "network icc existing needs --on or --off"),
     (("allocate", "c1", "--network", "nope"), 1, "network 'nope' not found"),
     (("allocate", ""), 2, "invalid endpoint name '': a name must not be empty"),
     (("allocate", "bad/name"), 2, "invalid endpoint name 'bad/name'"),
@@ -147,6 +150,7 @@ BAD_INPUTS = [
     (("allocate", "c1", "--network", "existing", "--ip", "192.0.2.1"), 1, "address 192.0.2.1 is the gateway"),
     (("allocate", "c1", "--network", "existing", "--ip", "192.0.2.x"), 2, "invalid IPv4 address '192.0.2.x'"),
     (("allocate", "c1", "--network", "existing", "--netns", "x", "--ifname", "eth/0"), 2, "invalid interface name 'eth/0'"),
+    (("allocate", "c1", "--network", "existing", "--ifname", "eth1"), 2, "--ifname eth1 needs --netns"),
     (("release", "bad/name"), 2, "invalid endpoint name 'bad/name'"),
 ]
 

@@ -52,6 +52,22 @@ def test_two_containers_reach_each_other(netstate_cmd, make_netns):
     assert ping.returncode == 0, ping.stdout + ping.stderr
 
 
+def test_managed_namespace_is_no_container(netstate_cmd, host_ns, db_path):
+    # Plumbed there, the veth's far end sat beside the bridge and its default route via the
+    # gateway stayed in the managed namespace after the release.
+    netstate_cmd("network", "create", "web", "--subnet", "192.0.2.0/24", "--bridge", "nsweb0")
+    before = (event_types(db_path), kernel_snapshot(host_ns), default_route(host_ns))
+
+    result = netstate_cmd("allocate", "c1", "--network", "web", "--netns", host_ns, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"netstate: error: --netns {host_ns} is the namespace netstate manages, not a container's; "
+        "pass the container's namespace\n"
+    )
+    assert (event_types(db_path), kernel_snapshot(host_ns), default_route(host_ns)) == before
+
+
 def test_release_removes_the_veth(netstate_cmd, host_ns, make_netns, db_path):
     c1 = make_netns("c1")
     allocate_json(netstate_cmd, "c1", "--netns", c1)

@@ -189,6 +189,11 @@ class TestHistory:
 
         assert seqs(found) == [14, 15, 16, 17, 18, 19]
 
+    def test_history_refuses_since_after_until(self, netstate):
+        # An empty answer here would read as "nothing happened" rather than "wrong window".
+        with pytest.raises(InvalidInput, match="is after --until"):
+            netstate.history(since=utc("14:30"), until=utc("14:00"))
+
     def test_history_combines_endpoint_and_time(self, netstate):
         found = netstate.history(endpoint="web-1", since="2026-03-02T13:00:00+00:00")
 

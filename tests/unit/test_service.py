@@ -11,6 +11,7 @@ from netstate.bootstrap import open_service
 from netstate.errors import (
     AddressInUse,
     AddressNotInSubnet,
+    InvalidInput,
     InvalidName,
     InvalidSubnet,
     KernelError,
@@ -136,6 +137,12 @@ class TestAllocate:
         with pytest.raises(NotFound, match="/etc/hostname is not a network namespace"):
             netns_path("/etc/hostname")
 
+    def test_ifname_without_netns_appends_nothing(self, svc, db_path):
+        # It used to be dropped silently, leaving a lease with no interface name.
+        with pytest.raises(InvalidInput, match="--ifname eth1 needs --netns"):
+            svc.allocate("c1", ifname="eth1")
+        assert stored_events(db_path) == []
+
     def test_netns_plumbs_veth(self, svc, links):
         attachment = svc.allocate("c1", netns=NETNS)
         veth = links.links[attachment.lease.host_ifname]
@@ -206,3 +213,9 @@ def test_actor_recorded(svc, db_path):
 
     assert (pid, user) == (os.getpid(), "root" if os.geteuid() == 0 else user)
     assert command
+
+
+def test_empty_host_netns_is_an_error_not_the_host(db_path):
+    # An unset shell variable in `--host-netns "$NS"` must not fall back to the host's network.
+    with pytest.raises(InvalidInput, match="invalid namespace ''"):
+        open_service(db_path, host_netns="", kernel="fake")

@@ -55,6 +55,23 @@ class TestParseSubnet:
         with pytest.raises(InvalidSubnet, match="gateway 198.51.100.1 is outside subnet 192.0.2.0/24"):
             parse_subnet("192.0.2.0/24", "198.51.100.1")
 
+    @pytest.mark.parametrize(
+        ("text", "where"),
+        [
+            ("0.0.0.0/8", "0.0.0.0/8"),
+            ("0.0.0.0/0", "0.0.0.0/8"),
+            ("127.0.0.0/24", "127.0.0.0/8"),
+            ("169.254.0.0/24", "169.254.0.0/16"),
+            ("224.0.0.0/24", "224.0.0.0/4"),
+            ("240.0.0.0/24", "240.0.0.0/4"),
+            ("255.255.255.0/24", "240.0.0.0/4"),
+        ],
+    )
+    def test_special_ranges_rejected(self, text, where):
+        # The kernel takes 127.0.0.1/24 or 224.0.0.1/24 on a bridge without complaint.
+        with pytest.raises(InvalidSubnet, match=f"invalid subnet '{text}': it overlaps {where}"):
+            parse_subnet(text)
+
     def test_slash_31_leaves_one_container_address(self):
         # RFC 3021: both addresses of a /31 are usable; the gateway takes one.
         assert parse_subnet("192.0.2.4/31") == (N("192.0.2.4/31"), A("192.0.2.5"))
