@@ -6,11 +6,14 @@ test changes a link, address, route, rule or sysctl of the namespace pytest runs
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +50,35 @@ def make_netns():
 
     yield factory
     for name in reversed(created):
-        subprocess.run(["ip", "netns", "pids", name], capture_output=True)
+        _end_processes_in(name)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _end_processes_in(name: str) -> None:
+    """End, by PID, every process still running in a namespace this test created.
+
+    Deleting a namespace's name does not end its processes: a proxy a test forgot to stop
+    would keep running after the test.
+    """
+    listed = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+    pids = [int(word) for word in listed.stdout.split() if word.isdigit()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 3
+    for pid in pids:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture
