@@ -242,19 +242,15 @@ def command_times(directory: Path, runs: int) -> dict:
     subprocess.run([*netstate, "network", "create", "bench", "--subnet", "10.128.0.0/12", "--bridge", "nsbench0"],
                    env=env, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
     floor = [python, "-c", "import sqlalchemy, typer"]
-    # Typer 0.29 coerces every parameter through pydantic TypeAdapters, which typer._adapters
-    # loads on the first parse, so any Typer command pays for them.
-    floor_typer_parse = [python, "-c", "import sqlalchemy, typer, typer._adapters"]
 
     # Warm the page cache and the bytecode caches once.
-    for argv in (floor, floor_typer_parse, [*netstate, "allocate", "warm", "--network", "bench"]):
+    for argv in (floor, [*netstate, "allocate", "warm", "--network", "bench"]):
         timed_run(argv, env)
 
-    samples: dict[str, list[float]] = {"floor": [], "floor_typer_parse": [], "allocate": []}
+    samples: dict[str, list[float]] = {"floor": [], "allocate": []}
     for i in range(runs):
         samples["floor"].append(timed_run(floor, env))
         samples["allocate"].append(timed_run([*netstate, "allocate", f"c{i}", "--network", "bench"], env))
-        samples["floor_typer_parse"].append(timed_run(floor_typer_parse, env))
 
     loaded = imported_modules([*netstate, "allocate", "probe", "--network", "bench"], env)
     heavy = {name: any(m == name or m.startswith(name + ".") for m in loaded) for name in HEAVY}
@@ -299,13 +295,10 @@ def main() -> None:
         )
     samples = results["command"]["samples"]
     floor = statistics.median(samples["floor"])
-    floor_typer_parse = statistics.median(samples["floor_typer_parse"])
     allocate = statistics.median(samples["allocate"])
     print(f"\n(b) one process, median of {args.runs} (target: allocate <= 1.3 x floor)")
-    print(f"  python -c 'import sqlalchemy, typer'                   {floor * 1000:6.0f} ms")
-    print(f"  python -c 'import sqlalchemy, typer, typer._adapters'  {floor_typer_parse * 1000:6.0f} ms")
-    print(f"  netstate allocate                                      {allocate * 1000:6.0f} ms   "
-          f"ratio {allocate / floor:.2f} (against the second line: {allocate / floor_typer_parse:.2f})")
+    print(f"  python -c 'import sqlalchemy, typer'  {floor * 1000:6.0f} ms")
+    print(f"  netstate allocate                     {allocate * 1000:6.0f} ms   ratio {allocate / floor:.2f}")
     heavy = results["command"]["heavy_imported"]
     print("  imported by allocate: " + ", ".join(f"{name} {'yes' if loaded else 'no'}" for name, loaded in heavy.items()))
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
+from typing import TYPE_CHECKING
 
-from netstate.domain.events import Protocol
-from netstate.domain.state import Binding, BindingKey
-from netstate.firewall.rules import Ruleset
+if TYPE_CHECKING:
+    # Only annotations use these; importing the rule builders here would put them on the path
+    # of every command, including the ones that never touch the firewall.
+    from netstate.domain.events import Protocol
+    from netstate.domain.state import Binding, BindingKey
+    from netstate.firewall.rules import Ruleset
 
 
 @dataclass(frozen=True, slots=True)

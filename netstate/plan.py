@@ -28,9 +28,7 @@ from netstate.domain.events import (
     Protocol,
     SettingChanged,
 )
-from netstate.domain.ports import userland_proxy_enabled
 from netstate.domain.state import BindingKey, Lease, Network, State
-from netstate.firewall.rules import desired_ruleset
 
 IP_FORWARD = "net/ipv4/ip_forward"
 # Events after which the firewall, the proxy and the sysctls are synced with the whole state.
@@ -117,6 +115,10 @@ def plan_forwarding(state: State, required: frozenset[BindingKey] | None = None)
     remove the rules of a newer one.
     """
     networks = sorted(state.networks.values(), key=lambda n: n.name)
+    # Imported here so that commands which never plan forwarding do not load the rule builders.
+    from netstate.domain.ports import userland_proxy_enabled
+    from netstate.firewall.rules import desired_ruleset
+
     proxy = userland_proxy_enabled(state)
     actions: list[Action] = []
     if networks:
