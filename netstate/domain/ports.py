@@ -260,10 +260,16 @@ class _MapPlanner:
         self.requested: set[BindingKey] = set()
         self.events: list[Event] = []
         self.bindings: list[Binding] = []
+        self.own = [b for b in state.bindings.values() if _same_lease(b, lease)]
 
     def add_spec(self, spec: PortSpec) -> None:
         if spec.host_ports is None:
             for container_port in spec.container_ports:
+                existing = self._existing_for(spec, container_port)
+                if existing is not None:
+                    # A retried dynamic request gets the port it got before, not a new one.
+                    self.bindings.append(existing)
+                    continue
                 last = self.cursors.get(spec.protocol)
                 port = next_dynamic_port(self.held, spec.protocol, spec.host_ip, self.port_range, last)
                 self.cursors[spec.protocol] = port
@@ -275,6 +281,18 @@ class _MapPlanner:
             pairs = list(zip(spec.host_ports, spec.container_ports))
             for host_port, container_port in pairs:
                 self._hold(spec, host_port, container_port, dynamic=False)
+
+    def _existing_for(self, spec: PortSpec, container_port: int) -> Binding | None:
+        """Return the lease's binding of this protocol, host address and container port, if any."""
+        for binding in sorted(self.own, key=lambda b: b.key):
+            if (
+                binding.key.protocol == spec.protocol
+                and binding.key.host_ip == spec.host_ip
+                and binding.container_port == container_port
+                and binding not in self.bindings
+            ):
+                return binding
+        return None
 
     def _first_free_in(self, spec: PortSpec) -> int:
         container_port = spec.container_ports.first
@@ -334,6 +352,14 @@ class _MapPlanner:
                 dynamic=dynamic,
             )
         )
+
+
+def _same_lease(binding: Binding, lease: Lease) -> bool:
+    return (
+        binding.endpoint == lease.endpoint
+        and binding.network == lease.network
+        and binding.container_ip == lease.address
+    )
 
 
 def _conflict(key: BindingKey, holder: Binding, requested: set[BindingKey], spec: PortSpec) -> PortInUse:

@@ -46,6 +46,18 @@ class TestMap:
         assert forwarding.sysctl.values["net/ipv4/conf/nsweb0/route_localnet"] == "0"
         assert forwarding.conntrack.flushed == [49153]
 
+    def test_dynamic_retry_keeps_its_port(self, netstate):
+        first = netstate.map_ports("c1", ["80", "53/udp"])
+        before = seq(netstate)
+        again = netstate.map_ports("c1", ["80", "53/udp"])
+
+        assert [b.key for b in again] == [b.key for b in first]
+        assert seq(netstate) == before
+        # A second container port still gets a port of its own.
+        other = netstate.map_ports("c1", ["80", "81"])
+        assert other[0].key == first[0].key
+        assert other[1].key.host_port not in {b.key.host_port for b in first}
+
     def test_bad_spec_writes_nothing(self, netstate):
         before = seq(netstate)
 
