@@ -89,7 +89,7 @@ class ProxyKind:
         if observed.error is not None:
             findings.drifts.append(
                 Drift("proxy", "netstate-proxy", "unresponsive", "answering", "no answer",
-                      f"the userland proxy does not answer: {observed.error}", repair)
+                      f"the userland proxy does not answer: {observed.error}; see its log next to the database")
             )
             return findings
         if not desired:
