@@ -1,8 +1,8 @@
 """The forwarding kinds: sysctls, the userland proxy and netstate's firewall rules.
 
 Each kind's desired side comes from the same builders the commands use (`netstate.plan` and
-`netstate.firewall.rules`), and each repair is the action a command applies after it commits,
-so a repair brings a kind to exactly what the next command would have left.
+`netstate.firewall.rules`). Each repair is the action a command applies after it commits, so a
+repair leaves a kind exactly as the next command would have.
 
 Firewall rules and chains without netstate's mark never appear in a drift: `plan_changes`
 leaves them where they are. A netstate chain that still holds such a rule is a notice.
@@ -39,15 +39,15 @@ class SysctlsKind:
             found = observed.get(action.key)
             if found == action.value:
                 continue
-            shown = "missing" if found is None else found
+            value = "missing" if found is None else found
             findings.drifts.append(
                 Drift(
                     kind="sysctl",
                     object=action.key,
                     problem="missing" if found is None else "value",
                     expected=action.value,
-                    found=shown,
-                    message=f"sysctl {action.key} is {shown}, expected {action.value}",
+                    found=value,
+                    message=f"sysctl {action.key} is {value}, expected {action.value}",
                     repair=(action,),
                 )
             )
@@ -60,7 +60,7 @@ class ObservedProxy:
 
     pid: int | None
     serving: frozenset = frozenset()
-    # Why the proxy could not be asked, when it runs but does not answer.
+    # The error of the status request, when the proxy's socket exists but the request failed.
     error: str | None = None
 
 
@@ -153,8 +153,8 @@ class FirewallKind:
         added, removed = set(changes.added), set(changes.removed)
         for text in changes.added:
             problem = "order" if text in removed else "missing"
-            message = "out of place" if problem == "order" else "missing"
-            findings.drifts.append(Drift("rule", text, problem, "present", message, f"netstate rule {message}: {text}", repair))
+            state = "out of place" if problem == "order" else "missing"
+            findings.drifts.append(Drift("rule", text, problem, "present", state, f"netstate rule {state}: {text}", repair))
         for text in changes.removed:
             if text in added:
                 continue

@@ -10,9 +10,10 @@ and the test checks:
 - the projections equal a fold of the log, and no address is held twice;
 - the kernel, read with `ip -j`, contains exactly what the record implies, with no bridge or veth
   left over;
-- netstate's rules, read with `iptables-legacy-save`, and the proxy's listeners, read with `ss`,
-  are those of the uninterrupted run when the command's events are there, and those before the
-  command when they are not; no host port has two DNAT rules or two listeners;
+- netstate's rules (read with `iptables-legacy-save`) and the proxy's listeners (read with `ss`)
+  are those of the uninterrupted run when the command's events are there. When they are not,
+  they are those before the command;
+- no host port has two DNAT rules or two listeners;
 - the second restore changes nothing.
 
 Commands with many steps kill at a deterministic sample of them that still includes every
@@ -94,8 +95,11 @@ COMMANDS = [
 
 
 def sample_steps(steps: list[str], limit: int | None) -> list[str]:
-    """Return at most `limit` of `steps` (more only if needed for this), in order: the first
-    pass through every distinct step name, then others evenly spread."""
+    """Return a deterministic sample of `steps`, in order.
+
+    The sample holds the first pass through every distinct step name, even when that exceeds
+    `limit`, then other steps spread evenly until it holds `limit`.
+    """
     if limit is None or len(steps) <= limit:
         return steps
     chosen, names = set(), set()
