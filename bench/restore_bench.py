@@ -1,11 +1,14 @@
-"""Benchmark of `netstate restore` onto an empty namespace against the raw pyroute2 floor.
+"""Benchmark of `netstate restore` onto an empty namespace against a raw pyroute2 and iptables floor.
 
-Records one network and N endpoints, each plumbed into a container namespace of its own, then
-restores them onto a managed namespace without links, as after a reboot. The floor, in
-the same run, creates the same links with pyroute2 directly in a second managed namespace and
-a second set of containers: the bridge with its address, and for each endpoint a veth whose
-peer is created inside the container, attached to the bridge and up, then inside the
-container the address, lo and the peer up, and the default route. Measured:
+Records one network and N endpoints, each plumbed into a container namespace of its own and
+publishing two host ports, then restores them onto a managed namespace without links or
+rules, as after a reboot: links, ip_forward, the firewall rules and the userland proxy serving
+all 2N mappings. The floor, in the same run, creates the same links with pyroute2 directly in
+a second managed namespace and a second set of containers: the bridge with its address, and
+for each endpoint a veth whose peer is created inside the container, attached to the bridge
+and up, then inside the container the address, lo and the peer up, and the default route. It
+then applies the same rules, as `iptables-legacy-save` prints them, with one
+`iptables-legacy-restore --noflush` batch. The floor starts no proxy. Measured:
 
 - restore through the Python API, timed inside a process that has already imported pyroute2
   and entered the managed namespace, as the floor is timed;
@@ -40,6 +43,8 @@ SUBNET = "10.200.0.0/16"
 GATEWAY = "10.200.0.1"
 BRIDGE = "nsbench0"
 TAG = f"nsrb{os.getpid()}"
+# Host ports FIRST_PORT + 2k (tcp) and FIRST_PORT + 2k + 1 (udp) go to endpoint k.
+FIRST_PORT = 20000
 
 # Runs inside a child process: enter the managed namespace, import pyroute2, then time the
 # creation of the same links netstate creates, with no bookkeeping.
@@ -72,6 +77,9 @@ for number, container in enumerate(containers):
     inside.link("set", index=peer, state="up")
     inside.route("add", dst="0.0.0.0/0", gateway="10.200.0.1")
     inside.close()
+import subprocess
+with open(sys.argv[3]) as rules:
+    subprocess.run(["iptables-legacy-restore", "--noflush"], stdin=rules, check=True)
 print(time.perf_counter() - started)
 """
 
@@ -113,15 +121,43 @@ def netstate(db: Path, host: str, *args: str) -> tuple[float, dict]:
     return elapsed, json.loads(done.stdout)
 
 
-def record(db: Path, containers: list[str]) -> None:
-    """Record the network and one plumbed endpoint per container, touching no kernel."""
+def record(db: Path, containers: list[str], rules_path: Path) -> None:
+    """Record the network and one plumbed endpoint with two mappings per container, touching no
+    kernel; write the rules the record needs to `rules_path` as `iptables-legacy-restore` input."""
     from netstate.bootstrap import open_service
+    from netstate.firewall.rules import TABLES, desired_ruleset
 
     service = open_service(db, kernel="fake")
     service.create_network("bench", subnet=SUBNET, bridge=BRIDGE)
     for number, container in enumerate(containers):
         service.allocate(f"e{number}", network="bench", netns=container)
+        service.map_ports(f"e{number}", [f"{FIRST_PORT + 2 * number}:80", f"{FIRST_PORT + 2 * number + 1}:53/udp"])
+    ruleset = desired_ruleset(service.state())
     service.close()
+    lines = []
+    for table in TABLES:
+        lines.append(f"*{table}")
+        lines += [f":{chain} - [0:0]" for chain_table, chain in ruleset.chains if chain_table == table]
+        lines += [rule.text for rule in ruleset.rules if rule.table == table]
+        lines.append("COMMIT")
+    rules_path.write_text("\n".join(lines) + "\n")
+
+
+def stop_proxy(db: Path) -> None:
+    """Kill the proxy that a restore from `db` started, by the pid in its pid file."""
+    from netstate.kernel.proxy import process_alive
+
+    pid_file = db.with_suffix(".proxy.pid")
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return
+    if b"netstate.proxy" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        return
+    os.kill(pid, 9)
+    while process_alive(pid):
+        time.sleep(0.01)
+    pid_file.unlink()
 
 
 class Namespaces:
@@ -172,16 +208,18 @@ def main() -> None:
     ours = Namespaces("ns", options.endpoints)
     floor = Namespaces("raw", options.endpoints)
     db = workdir / "netstate.db"
+    rules = workdir / "rules.txt"
     results: dict[str, list[float]] = {"floor": [], "api": [], "cli": [], "again": [], "check": []}
     try:
         ours.fresh()
-        record(db, ours.containers)
+        record(db, ours.containers, rules)
         for run in range(options.runs):
             floor.fresh()
             settle()
-            results["floor"].append(float(python(FLOOR, floor.host, json.dumps(floor.containers))))
+            results["floor"].append(float(python(FLOOR, floor.host, json.dumps(floor.containers), str(rules))))
 
             for mode in ("api", "cli"):
+                stop_proxy(db)
                 ours.fresh()
                 settle()
                 if mode == "api":
@@ -190,7 +228,8 @@ def main() -> None:
                 else:
                     seconds, report = netstate(db, ours.host, "restore")
                     changes = len(report["changes"])
-                assert changes == options.endpoints + 1, f"restore made {changes} changes"
+                # The bridge, N veths, ip_forward, the proxy and one firewall sync.
+                assert changes == options.endpoints + 4, f"restore made {changes} changes"
                 results[mode].append(seconds)
 
             seconds, report = netstate(db, ours.host, "restore")
@@ -201,6 +240,7 @@ def main() -> None:
             results["check"].append(seconds)
             print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items()), flush=True)
     finally:
+        stop_proxy(db)
         ours.delete()
         floor.delete()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -209,8 +249,8 @@ def main() -> None:
     spread = {name: f"{min(values):.2f}-{max(values):.2f} s" for name, values in results.items()}
     n = options.endpoints
     print()
-    print(f"{n} endpoints, median of {options.runs} runs (range in brackets)")
-    print(f"raw pyroute2 floor:           {median['floor']:.2f} s [{spread['floor']}], {median['floor'] / n * 1000:.1f} ms per endpoint")
+    print(f"{n} endpoints with {2 * n} mappings, median of {options.runs} runs (range in brackets)")
+    print(f"raw pyroute2+iptables floor:  {median['floor']:.2f} s [{spread['floor']}], {median['floor'] / n * 1000:.1f} ms per endpoint")
     print(f"restore, API:                 {median['api']:.2f} s [{spread['api']}], {median['api'] / n * 1000:.1f} ms per endpoint, "
           f"ratio {median['api'] / median['floor']:.2f}")
     print(f"netstate restore, process:    {median['cli']:.2f} s [{spread['cli']}], ratio {median['cli'] / median['floor']:.2f}")

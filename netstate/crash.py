@@ -16,6 +16,8 @@ and check that `netstate restore` converges. Step names in use:
 - before:ACTION, after:ACTION: around each kernel action, ACTION being its class name.
 - bridge:created, bridge:marked, bridge:named, veth:created, veth:attached, peer:addressed:
   inside the link adapter, between the netlink calls of one action.
+- proxy:started: the proxy process is up but not yet told to load its mappings.
+- firewall:nat-committed, firewall:filter-committed: after each table's commit in a sync.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from netstate.domain.events import (
     Protocol,
     SettingChanged,
 )
-from netstate.domain.state import BindingKey, Lease, Network, State
+from netstate.domain.state import Binding, BindingKey, Lease, Network, State
 
 IP_FORWARD = "net/ipv4/ip_forward"
 # Events after which the firewall, the proxy and the sysctls are synced with the whole state.
@@ -114,23 +114,33 @@ def plan_forwarding(state: State, required: frozenset[BindingKey] | None = None)
     `Forwarding.locked()`, with `state` read under that lock, or a sync from an older state can
     remove the rules of a newer one.
     """
-    networks = sorted(state.networks.values(), key=lambda n: n.name)
     # Imported here so that commands which never plan forwarding do not load the rule builders.
-    from netstate.domain.ports import userland_proxy_enabled
     from netstate.firewall.rules import desired_ruleset
 
+    return [*plan_sysctls(state), SyncProxy(proxy_bindings(state), required), SyncFirewall(desired_ruleset(state))]
+
+
+def plan_sysctls(state: State) -> list[EnsureSysctl]:
+    """Return the sysctls that `state` needs: ip_forward, and route_localnet of each bridge."""
+    from netstate.domain.ports import userland_proxy_enabled
+
+    networks = sorted(state.networks.values(), key=lambda n: n.name)
     proxy = userland_proxy_enabled(state)
-    actions: list[Action] = []
-    if networks:
-        # Never switched back off: other software on the host may rely on forwarding too.
-        actions.append(EnsureSysctl(IP_FORWARD, "1"))
+    # ip_forward is never switched back off: other software on the host may rely on it too.
+    actions = [EnsureSysctl(IP_FORWARD, "1")] if networks else []
     for network in networks:
         # Localhost clients DNATed out through the bridge need route_localnet without the proxy.
         actions.append(EnsureSysctl(route_localnet_key(network.bridge), "0" if proxy else "1"))
-    bindings = tuple(sorted(state.bindings.values(), key=lambda b: b.key)) if proxy else ()
-    actions.append(SyncProxy(bindings, required))
-    actions.append(SyncFirewall(desired_ruleset(state)))
     return actions
+
+
+def proxy_bindings(state: State) -> tuple[Binding, ...]:
+    """Return the bindings the userland proxy must serve: all of them, or none when it is off."""
+    from netstate.domain.ports import userland_proxy_enabled
+
+    if not userland_proxy_enabled(state):
+        return ()
+    return tuple(sorted(state.bindings.values(), key=lambda b: b.key))
 
 
 def mapped_keys(events: Iterable[Event]) -> frozenset[BindingKey]:

@@ -20,6 +20,7 @@ import logging
 import os
 import subprocess
 
+from netstate.crash import crashpoint
 from netstate.errors import KernelError
 from netstate.kernel.locking import exclusive_lock
 from netstate.firewall.rules import Rule, Ruleset
@@ -79,6 +80,7 @@ class IptablesFirewall:
                 table.refresh()
                 _apply_table(table, name, changes)
                 table.commit()
+                crashpoint(f"firewall:{name}-committed")
             except iptc.IPTCError as err:
                 raise KernelError(f"cannot update iptables table {name}: {err}") from err
             finally:

@@ -26,6 +26,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import netstate
+from netstate.crash import crashpoint
 from netstate.domain.events import Protocol
 from netstate.domain.state import Binding, BindingKey
 from netstate.errors import KernelError, PortInUse
@@ -100,6 +101,7 @@ class ProxySupervisor:
         if self.status() is None:
             self._start()
             started = True
+            crashpoint("proxy:started")
         reply = self._request({"op": "reload"})
         if "error" in reply:
             raise KernelError(f"the userland proxy cannot reload: {reply['error']}; see {self.log_path}")

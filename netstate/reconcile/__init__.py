@@ -45,7 +45,17 @@ from dataclasses import dataclass, field, fields
 from functools import singledispatch
 from typing import Any, Protocol
 
-from netstate.actions import Action, EnsureBridge, EnsureVeth, RemoveBridge, RemoveStaleLink, RemoveVeth
+from netstate.actions import (
+    Action,
+    EnsureBridge,
+    EnsureSysctl,
+    EnsureVeth,
+    RemoveBridge,
+    RemoveStaleLink,
+    RemoveVeth,
+    SyncFirewall,
+    SyncProxy,
+)
 from netstate.domain.state import State
 
 
@@ -53,7 +63,7 @@ from netstate.domain.state import State
 class Drift:
     """One difference between the record and the kernel."""
 
-    # The kind of object: "bridge", "veth", "projections", and later "rule", "proxy".
+    # The kind of object: "bridge", "veth", "projections", "sysctl", "proxy", "chain", "rule".
     kind: str
     # The object's name in the kernel (a link name) or in the store (a table).
     object: str
@@ -119,9 +129,11 @@ class ResourceKind(Protocol):
 
 def default_kinds() -> tuple[ResourceKind, ...]:
     """Return the resource kinds in the order their repairs must run."""
+    from netstate.reconcile.forwarding import FirewallKind, ProxyKind, SysctlsKind
     from netstate.reconcile.links import LinksKind
 
-    return (LinksKind(),)
+    # Sysctls name bridges; the proxy comes before the rules, as in `plan_forwarding`.
+    return (LinksKind(), SysctlsKind(), ProxyKind(), FirewallKind())
 
 
 def scan(state: State, kernel: Any, kinds: tuple[ResourceKind, ...] | None = None) -> Findings:
@@ -168,3 +180,20 @@ def _(action: RemoveVeth) -> str:
 @describe.register
 def _(action: RemoveStaleLink) -> str:
     return f"stale {action.kind} {action.name} removed"
+
+
+@describe.register
+def _(action: EnsureSysctl) -> str:
+    return f"sysctl {action.key} set to {action.value}"
+
+
+@describe.register
+def _(action: SyncProxy) -> str:
+    if not action.bindings:
+        return "userland proxy stopped"
+    return f"userland proxy serving {len(action.bindings)} mapping(s)"
+
+
+@describe.register
+def _(action: SyncFirewall) -> str:
+    return f"netstate firewall rules synced ({len(action.ruleset.rules)} rule(s) in {len(action.ruleset.chains)} chain(s))"

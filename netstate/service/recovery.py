@@ -113,7 +113,9 @@ class Recovery:
             if problems:
                 rebuilt = rebuild(connection, _phase(progress, "rebuilding projections"))
 
-        with self.store.write() as connection:
+        # The sync lock too, as in `Core._sync_forwarding`: a command that committed before
+        # this write lock was taken may still be syncing its rules and proxy.
+        with self.store.write() as connection, self.kernel.forwarding.locked():
             state = projections.read_state(connection)
             findings = scan(state, self.kernel)
             actions = plan_repair(findings.drifts)

@@ -42,8 +42,10 @@ def test_check_json_fields(netstate):
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert report["in_sync"] is False
-    assert report["checked"] == {"bridge": 1, "veth": 0}
-    (drift,) = report["drift"]
+    assert report["checked"] == {"bridge": 1, "veth": 0, "sysctl": 2, "mapping": 0, "rule": 10}
+    # The fake kernel of a new process also lacks ip_forward and every rule.
+    drift = report["drift"][0]
+    assert {d["kind"] for d in report["drift"]} == {"bridge", "sysctl", "chain", "rule"}
     assert drift == {
         "kind": "bridge",
         "object": "nsweb0",
@@ -62,7 +64,7 @@ def test_check_repair_exits_0_when_repaired(netstate):
     report = json.loads(result.stdout)
     assert report["in_sync"] is True
     assert report["remaining"] == []
-    assert [c["action"] for c in report["changes"]] == ["EnsureBridge"]
+    assert [c["action"] for c in report["changes"]] == ["EnsureBridge", "EnsureSysctl", "SyncFirewall"]
 
 
 def test_restore_prints_changes(netstate):
@@ -70,7 +72,9 @@ def test_restore_prints_changes(netstate):
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
         "bridge nsweb0 of network web ensured with 192.0.2.1/24",
-        "1 change(s), kernel matches the record (1 bridge(s), 0 veth(s))",
+        "sysctl net/ipv4/ip_forward set to 1",
+        "netstate firewall rules synced (10 rule(s) in 4 chain(s))",
+        "3 change(s), kernel matches the record (1 bridge(s), 0 veth(s), 2 sysctl(s), 0 mapping(s), 10 rule(s))",
     ]
 
 

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import requires_root, run_netstate
+from tests.kernel.portnet import kill_proxy, reap_proxy  # noqa: F401 - fixture
 from tests.kernel.kernel_view import assert_converged, ip_links, read_record
 
 pytestmark = [pytest.mark.root, requires_root]
@@ -51,7 +52,10 @@ class TestReboot:
         report = json.loads(netstate_cmd("restore", "--json").stdout)
         assert report["in_sync"]
         assert report["rebuilt_from_events"] == (None if projections == "intact" else 4)
-        assert [c["action"] for c in report["changes"]] == ["EnsureBridge", "EnsureVeth", "EnsureVeth"]
+        # A new namespace also lost ip_forward and every rule; route_localnet stays 0 with the proxy on.
+        assert [c["action"] for c in report["changes"]] == [
+            "EnsureBridge", "EnsureVeth", "EnsureVeth", "EnsureSysctl", "SyncFirewall",
+        ]
         assert leases(netstate_cmd) == before
         assert_converged(db_path, host_ns, list(running.values()))
 
@@ -100,3 +104,55 @@ class TestNextCommandConverges:
         netstate_cmd("restore")
         assert_converged(db_path, host_ns, [])
         assert [name for name in ip_links(host_ns) if name != "lo"] == []
+
+
+def dnat_rules(host: str, port: int, protocol: str = "tcp") -> list[str]:
+    from tests.kernel.portnet import iptables_save
+
+    lines = iptables_save(host).splitlines()
+    return [line for line in lines if f"-p {protocol} -m {protocol} --dport {port} " in line and "-j DNAT" in line]
+
+
+def port_table(netstate_cmd) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for binding in json.loads(netstate_cmd("ports", "--json").stdout):
+        found.setdefault(binding["endpoint"], []).append(json.dumps(binding, sort_keys=True))
+    return {endpoint: sorted(texts) for endpoint, texts in found.items()}
+
+
+@pytest.mark.usefixtures("reap_proxy")
+class TestPortsAfterCrash:
+    def test_unmap_killed_before_rule_removal_then_port_mapped_again(self, running, netstate_cmd, host_ns, db_path):
+        netstate_cmd("map", "c1", "7070:80")
+        assert len(dnat_rules(host_ns, 7070)) == 1
+        killed = netstate_cmd("unmap", "c1", "7070:80", env={"NETSTATE_CRASH_AT": "after-commit"}, check=False)
+        assert killed.returncode == -9
+        # The record no longer holds the mapping, but its rule is still there.
+        assert len(dnat_rules(host_ns, 7070)) == 1
+
+        netstate_cmd("map", "c2", "7070:80")
+        rules = dnat_rules(host_ns, 7070)
+        c2 = leases(netstate_cmd)["c2"]
+        assert len(rules) == 1, rules
+        assert f"--to-destination {c2}:80" in rules[0]
+        assert netstate_cmd("check").returncode == 0
+
+    def test_ports_stay_with_their_endpoints_after_restore(self, running, netstate_cmd, host_ns, db_path):
+        netstate_cmd("map", "c1", "80", "53/udp")
+        netstate_cmd("map", "c2", "7071:80")
+        before = port_table(netstate_cmd)
+        taken = {(b["protocol"], b["host_port"]) for b in map(json.loads, sum(before.values(), []))}
+        # A reboot ends the proxy too, which would otherwise keep the old namespace alive.
+        kill_proxy(db_path)
+        reboot(host_ns)
+        report = json.loads(netstate_cmd("restore", "--json").stdout)
+        assert report["in_sync"], report
+        assert port_table(netstate_cmd) == before
+        assert netstate_cmd("check").returncode == 0
+        assert netstate_cmd("restore").stdout.startswith("nothing to change")
+
+        netstate_cmd("map", "c2", "80")
+        new = {(b["protocol"], b["host_port"]) for b in map(json.loads, port_table(netstate_cmd)["c2"])} - taken
+        assert len(new) == 1 and {port for _, port in new}.isdisjoint(port for _, port in taken), new
+        counts = {key: len(dnat_rules(host_ns, key[1], key[0])) for key in taken | new}
+        assert set(counts.values()) == {1}, counts

@@ -54,7 +54,7 @@ class TestCheck:
         report = plumbed.check()
         assert report.in_sync
         assert report.drifts == []
-        assert report.checked == {"bridge": 1, "veth": 1}
+        assert report.checked == {"bridge": 1, "veth": 1, "sysctl": 2, "mapping": 0, "rule": 10}
 
     def test_check_reports_missing_bridge_and_changes_nothing(self, plumbed):
         del plumbed.kernel.links.links["nsweb0"]
