@@ -23,10 +23,12 @@ Usage: python3 bench/recovery_scale.py [--events N] [--live L] [--runs R] [--dir
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +45,14 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import insert, update  # noqa: E402
 
 from netstate.bootstrap import open_service  # noqa: E402
-from netstate.domain.events import AddressAllocated, AddressReleased, NetworkCreated, to_payload  # noqa: E402
+from netstate.domain.events import (  # noqa: E402
+    AddressAllocated,
+    AddressReleased,
+    NetworkCreated,
+    PortMapped,
+    Protocol,
+    to_payload,
+)
 from netstate.domain.state import State  # noqa: E402
 from netstate.store import projections  # noqa: E402
 from netstate.store.engine import create_sqlite_engine, open_database  # noqa: E402
@@ -54,8 +63,13 @@ NETWORKS = 10
 BATCH = 100_000
 
 
-def generate_events(total: int, live: int):
-    """Yield `total` domain events that leave `live` leases held at the end."""
+def generate_events(total: int, live: int, mappings: int = 0):
+    """Yield `total` domain events that leave `live` leases held at the end.
+
+    The last `mappings` events publish one TCP host port each (from 10000 up) for the newest
+    live leases, so they are counted in `total`.
+    """
+    total -= mappings
     networks = []
     for number in range(NETWORKS):
         subnet = IPv4Network(f"10.{100 + number}.0.0/20")
@@ -87,9 +101,20 @@ def generate_events(total: int, live: int):
             used[old_network].discard(old_host)
             yield AddressReleased(network=old.network, endpoint=old.endpoint, address=old.address)
             emitted += 1
+    newest = list(held)[-mappings:] if mappings else []
+    for number, (lease, _network, _host) in enumerate(newest):
+        yield PortMapped(
+            network=lease.network,
+            endpoint=lease.endpoint,
+            protocol=Protocol.TCP,
+            host_ip=IPv4Address("0.0.0.0"),
+            host_port=10_000 + number,
+            container_ip=lease.address,
+            container_port=80,
+        )
 
 
-def build_database(path: Path, total: int, live: int) -> tuple[int, float]:
+def build_database(path: Path, total: int, live: int, mappings: int = 0) -> tuple[int, float]:
     """Write the log and its projections; return the number of events and the seconds taken."""
     started = time.perf_counter()
     engine = open_database(path)
@@ -98,7 +123,7 @@ def build_database(path: Path, total: int, live: int) -> tuple[int, float]:
     rows = []
     count = 0
     with engine.begin() as connection:
-        for event in generate_events(total, live):
+        for event in generate_events(total, live, mappings):
             state.apply(event)
             count += 1
             rows.append(
@@ -147,6 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--live", type=int, default=10_000)
+    parser.add_argument("--mappings", type=int, default=0, help="live TCP port mappings among the events (default: 0)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="where to build the database (default: a temporary directory)")
     options = parser.parse_args()
@@ -156,8 +182,11 @@ def main() -> None:
     subprocess.run(["ip", "netns", "add", host_netns], check=True)
     try:
         db = workdir / "netstate.db"
-        count, seconds = build_database(db, options.events, options.live)
-        print(f"built {count} events, {options.live} live leases, in {seconds:.1f} s ({db.stat().st_size / 1e6:.0f} MB)")
+        count, seconds = build_database(db, options.events, options.live, options.mappings)
+        print(
+            f"built {count} events, {options.live} live leases, {options.mappings} live mappings, "
+            f"in {seconds:.1f} s ({db.stat().st_size / 1e6:.0f} MB)"
+        )
 
         rebuilds = []
         for _ in range(options.runs):
@@ -192,6 +221,11 @@ def main() -> None:
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
               f"kernel {platform.release()}")
     finally:
+        # A restore with mappings starts the proxy; it outlives the namespace's name unless ended.
+        pid_file = workdir / "netstate.proxy.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         subprocess.run(["ip", "netns", "del", host_netns], check=False)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -151,7 +151,8 @@ class TestPortsAfterCrash:
         assert netstate_cmd("check").returncode == 0
         assert netstate_cmd("restore").stdout.startswith("nothing to change")
 
-        netstate_cmd("map", "c2", "80")
+        # Port 81: a dynamic request for 80 would reuse c2's binding 7071->80.
+        netstate_cmd("map", "c2", "81")
         new = {(b["protocol"], b["host_port"]) for b in map(json.loads, port_table(netstate_cmd)["c2"])} - taken
         assert len(new) == 1 and {port for _, port in new}.isdisjoint(port for _, port in taken), new
         counts = {key: len(dnat_rules(host_ns, key[1], key[0])) for key in taken | new}
