@@ -147,7 +147,16 @@ def scan(state: State, kernel: Any, kinds: tuple[ResourceKind, ...] | None = Non
 
 def plan_repair(drifts: list[Drift]) -> list[Action]:
     """Return the repair actions of `drifts` in order, each distinct action once."""
-    return list(dict.fromkeys(action for drift in drifts for action in drift.repair))
+    # Many drifts share one repair object (a single firewall sync repairs every rule), and
+    # hashing an action hashes its whole rule set, so drop repeats by identity first.
+    seen: set[int] = set()
+    unique = []
+    for drift in drifts:
+        for action in drift.repair:
+            if id(action) not in seen:
+                seen.add(id(action))
+                unique.append(action)
+    return list(dict.fromkeys(unique))
 
 
 @singledispatch
