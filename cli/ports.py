@@ -40,6 +40,15 @@ def describe(binding) -> str:
     return f"{key.host_ip}:{key.host_port} -> {binding.container_ip}:{binding.container_port}/{key.protocol.value}"
 
 
+def emit_bindings(bindings, json: bool, prefix: str) -> None:
+    """Print bindings as a JSON list, or one line each with `prefix` before the mapping."""
+    if json:
+        emit_json([binding_dict(b) for b in bindings])
+        return
+    for binding in bindings:
+        typer.echo(f"{binding.endpoint}: {prefix}{describe(binding)}")
+
+
 def map_ports(
     ctx: typer.Context,
     endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
@@ -54,11 +63,7 @@ def map_ports(
     Example: netstate map c1 8080:80 127.0.0.1::53/udp 9000-9005:9000-9005
     """
     bindings = service(ctx).map_ports(endpoint, specs, network=network)
-    if json:
-        emit_json([binding_dict(b) for b in bindings])
-        return
-    for binding in bindings:
-        typer.echo(f"{binding.endpoint}: {describe(binding)}")
+    emit_bindings(bindings, json, prefix="")
 
 
 def unmap_ports(
@@ -75,11 +80,7 @@ def unmap_ports(
     Example: netstate unmap c1 8080:80
     """
     removed = service(ctx).unmap_ports(endpoint, specs, network=network)
-    if json:
-        emit_json([binding_dict(b) for b in removed])
-        return
-    for binding in removed:
-        typer.echo(f"{binding.endpoint}: unmapped {describe(binding)}")
+    emit_bindings(removed, json, prefix="unmapped ")
 
 
 def list_ports(

@@ -53,7 +53,7 @@ def next_address(network: Network, held: Mapping[IPv4Address, Lease]) -> IPv4Add
         candidate = first + (start - first + step) % span
         if candidate != gateway and IPv4Address(candidate) not in held:
             return IPv4Address(candidate)
-    # The count check above makes this unreachable; reaching it means held holds strangers.
+    # The count check above makes this unreachable; reaching it means `held` contains addresses outside the subnet.
     raise AssertionError(f"bug: no free address found on {network.name!r} below its capacity")
 
 

@@ -61,7 +61,7 @@ class NetworkCreated(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NetworkRemoved(Event):
-    """A network was removed from the record; `reason` says why when it was not a user request."""
+    """A network was removed from the record, with `reason` set when a user did not request it."""
 
     type: ClassVar[str] = "NetworkRemoved"
 
@@ -95,7 +95,7 @@ class AddressAllocated(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AddressReleased(Event):
-    """An endpoint's address went back to the pool; `reason` says why."""
+    """An endpoint's address went back to the pool, for the given `reason`."""
 
     type: ClassVar[str] = "AddressReleased"
 
@@ -123,7 +123,7 @@ class PortMapped(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PortUnmapped(Event):
-    """A published host port was withdrawn; `reason` says why."""
+    """A published host port was withdrawn, for the given `reason`."""
 
     type: ClassVar[str] = "PortUnmapped"
 

@@ -41,7 +41,7 @@ SPECIAL_RANGES: tuple[tuple[IPv4Network, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class HostFacts:
-    """What the namespace netstate manages looks like, read before a subnet is chosen."""
+    """Routes and nameservers of the managed namespace, read before a subnet is chosen."""
 
     # IPv4 destinations of every route but default routes, with the device name for messages.
     routes: tuple[tuple[IPv4Network, str], ...] = ()
@@ -155,7 +155,7 @@ def _clash(subnet: IPv4Network, facts: HostFacts, networks: Mapping[str, IPv4Net
         if subnet.overlaps(other):
             return f"overlaps network {name!r} ({other})"
     for destination, device in facts.routes:
-        # A default route covers everything; it says nothing about a clash.
+        # A default route covers every subnet, so it cannot mark one as clashing.
         if destination.prefixlen > 0 and subnet.overlaps(destination):
             return f"overlaps route {destination} dev {device}"
     for nameserver in facts.nameservers:

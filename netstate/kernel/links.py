@@ -41,7 +41,7 @@ _GONE = {errno.ENODEV, errno.ENOENT, errno.EADDRNOTAVAIL, errno.ESRCH}
 
 
 class LinkDriver(Protocol):
-    """What the executor needs from the kernel's link layer; `FakeLinks` is the test double."""
+    """The executor's interface to the kernel's link layer; `FakeLinks` is its test double."""
 
     def observe_link(self, name: str) -> ObservedLink | None: ...
     def link_state(self, name: str) -> tuple[bool, str | None] | None: ...

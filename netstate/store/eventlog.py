@@ -27,7 +27,7 @@ _LAST_SEQ = Prepared(select(func.max(events_table.c.seq)))
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who caused an event: the OS user, the process id and its command line."""
+    """The cause of an event: the OS user, the process id and its command line."""
 
     user: str
     pid: int
