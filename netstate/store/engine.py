@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,10 +43,10 @@ def create_sqlite_engine(path: Path, *, read_only: bool = False) -> Engine:
         # Let SQLAlchemy's "begin" event emit BEGIN instead of the driver's implicit one.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not read_only:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if not read_only:
+            _switch_to_wal(cursor)
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -55,6 +57,25 @@ def create_sqlite_engine(path: Path, *, read_only: bool = False) -> Engine:
         connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
     return engine
+
+
+def _switch_to_wal(cursor) -> None:
+    """Put the database in WAL mode, waiting while other processes switch it at the same time.
+
+    Switching needs an exclusive lock, and SQLite can report "database is locked" at once
+    instead of waiting, so concurrent first opens of a new database retry here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def open_database(path: Path) -> Engine:
